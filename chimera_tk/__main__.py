@@ -1,0 +1,5 @@
+import sys
+
+from chimera_tk.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The team's identity provider and built-in certificate authority (``chimera-identity``)."""

@@ -1,0 +1,36 @@
+"""SQLite storage: one database per profile, one repository per aggregate."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from chimera_tk.store.database import open_database, transaction
+from chimera_tk.store.dialogs import DialogRepository
+from chimera_tk.store.files import FileRepository
+from chimera_tk.store.messages import MessageRepository
+from chimera_tk.store.outbox import OutboxRepository
+
+
+class Store:
+    """One connection and its repositories. Open one per thread; never share across threads."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.dialogs = DialogRepository(conn)
+        self.messages = MessageRepository(conn)
+        self.files = FileRepository(conn)
+        self.outbox = OutboxRepository(conn, self.messages)
+
+    @classmethod
+    def open(cls, path: Path | None) -> Store:
+        return cls(open_database(path))
+
+    def transaction(self):  # noqa: ANN201 - a context manager from store.database
+        return transaction(self.conn)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+__all__ = ["Store", "open_database", "transaction"]

@@ -1,0 +1,76 @@
+"""Dialogs (conversations): one row per Telegram peer or LAN person."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from chimera_tk.store.records import DIALOG_KINDS, Dialog
+
+_COLUMNS = "id, kind, title, username, phone, unread_count, last_activity, lan_only, muted"
+
+
+class DialogRepository:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def upsert(self, dialog_id: int, kind: str, title: str, *, username: str | None = None,
+               phone: str | None = None, last_activity: int | None = None) -> Dialog:
+        """Create the dialog or update its descriptive fields; counters and flags are kept."""
+        if kind not in DIALOG_KINDS:
+            raise ValueError(f"unknown dialog kind {kind!r}")
+        self._conn.execute(
+            """INSERT INTO dialogs (id, kind, title, username, phone, last_activity)
+               VALUES (?, ?, ?, ?, ?, coalesce(?, 0))
+               ON CONFLICT (id) DO UPDATE SET
+                   kind = excluded.kind, title = excluded.title,
+                   username = coalesce(excluded.username, username),
+                   phone = coalesce(excluded.phone, phone),
+                   last_activity = max(last_activity, excluded.last_activity)""",
+            (dialog_id, kind, title, username, phone, last_activity))
+        return self.get(dialog_id)
+
+    def get(self, dialog_id: int) -> Dialog:
+        row = self._conn.execute(
+            f"SELECT {_COLUMNS} FROM dialogs WHERE id = ?", (dialog_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no dialog {dialog_id}")
+        return _dialog(row)
+
+    def find(self, dialog_id: int) -> Dialog | None:
+        try:
+            return self.get(dialog_id)
+        except KeyError:
+            return None
+
+    def list(self, search: str = "", limit: int = 500) -> list[Dialog]:
+        """Most recently active first; ``search`` matches title, username or phone."""
+        if search:
+            pattern = "%" + _escape_like(search) + "%"
+            rows = self._conn.execute(
+                f"""SELECT {_COLUMNS} FROM dialogs
+                    WHERE title LIKE :p ESCAPE '\\' OR username LIKE :p ESCAPE '\\'
+                          OR phone LIKE :p ESCAPE '\\'
+                    ORDER BY last_activity DESC, id DESC LIMIT :limit""",
+                {"p": pattern, "limit": limit})
+        else:
+            rows = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM dialogs ORDER BY last_activity DESC, id DESC LIMIT ?",
+                (limit,))
+        return [_dialog(row) for row in rows]
+
+    def mark_read(self, dialog_id: int) -> None:
+        self._conn.execute("UPDATE dialogs SET unread_count = 0 WHERE id = ?", (dialog_id,))
+
+    def set_lan_only(self, dialog_id: int, lan_only: bool) -> None:
+        self._conn.execute("UPDATE dialogs SET lan_only = ? WHERE id = ?",
+                           (int(lan_only), dialog_id))
+
+
+def _dialog(row: sqlite3.Row) -> Dialog:
+    return Dialog(id=row[0], kind=row[1], title=row[2], username=row[3], phone=row[4],
+                  unread_count=row[5], last_activity=row[6], lan_only=bool(row[7]),
+                  muted=bool(row[8]))
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

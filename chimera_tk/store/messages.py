@@ -1,0 +1,208 @@
+"""Messages of every route in one table, with full-text search and keyset paging.
+
+Receiving is idempotent: the same ``uid``, or the same Telegram (dialog, message id), is stored
+once however often it arrives; a repeat returns the stored row and changes nothing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Iterable
+
+from chimera_tk.store.database import transaction
+from chimera_tk.store.records import IncomingMessage, Message, PageKey, utc_now_ms
+from chimera_tk.store.states import check_transition
+
+_COLUMNS = ("id, dialog_id, uid, tg_msg_id, sender_id, sender_name, outgoing, text, sent_at, "
+            "edited_at, transport, state, deleted, reply_to, file_id")
+_INSERT = """INSERT INTO messages (dialog_id, uid, tg_msg_id, sender_id, sender_name, outgoing,
+                                   text, sent_at, transport, state, reply_to, file_id)
+             VALUES (:dialog_id, :uid, :tg_msg_id, :sender_id, :sender_name, :outgoing, :text,
+                     :sent_at, :transport, :state, :reply_to, :file_id)
+             ON CONFLICT DO NOTHING"""
+
+
+def telegram_uid(dialog_id: int, tg_msg_id: int) -> str:
+    """The global uid of a cloud message, derived from its Telegram identity."""
+    return f"tg:{dialog_id}:{tg_msg_id}"
+
+
+def new_lan_uid() -> str:
+    return str(uuid.uuid4())
+
+
+class MessageRepository:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def add_outgoing(self, dialog_id: int, text: str, *, sender_id: int | None = None,
+                     sent_at: int | None = None, uid: str | None = None,
+                     reply_to: int | None = None, file_id: int | None = None) -> Message:
+        """Store a message the user wrote, in state ``queued`` (the outbox row is the caller's)."""
+        params = {
+            "dialog_id": dialog_id, "uid": uid or new_lan_uid(), "tg_msg_id": None,
+            "sender_id": sender_id, "sender_name": "", "outgoing": 1, "text": text,
+            "sent_at": utc_now_ms() if sent_at is None else sent_at, "transport": None,
+            "state": "queued", "reply_to": reply_to, "file_id": file_id,
+        }
+        with transaction(self._conn):
+            cursor = self._conn.execute(_INSERT, params)
+            if cursor.rowcount != 1:
+                raise ValueError(f"a message with uid {params['uid']} exists already")
+            self._touch_dialog(dialog_id, params["sent_at"], unread=0)
+            return self.get(cursor.lastrowid)
+
+    def receive(self, incoming: IncomingMessage) -> tuple[Message, bool]:
+        """Store a message from a transport once; returns (stored row, whether it was new)."""
+        with transaction(self._conn):
+            cursor = self._conn.execute(_INSERT, _incoming_params(incoming))
+            if cursor.rowcount == 1:
+                self._touch_dialog(incoming.dialog_id, incoming.sent_at,
+                                   unread=0 if incoming.outgoing else 1)
+                return self.get(cursor.lastrowid), True
+            return self._existing(incoming), False
+
+    def receive_many(self, batch: Iterable[IncomingMessage]) -> int:
+        """Bulk form of :meth:`receive` for sync and import; returns how many rows were new."""
+        inserted = 0
+        activity: dict[int, tuple[int, int]] = {}
+        with transaction(self._conn):
+            for incoming in batch:
+                if self._conn.execute(_INSERT, _incoming_params(incoming)).rowcount != 1:
+                    continue
+                inserted += 1
+                last, unread = activity.get(incoming.dialog_id, (0, 0))
+                activity[incoming.dialog_id] = (max(last, incoming.sent_at),
+                                                unread + (0 if incoming.outgoing else 1))
+            for dialog_id, (last, unread) in activity.items():
+                self._touch_dialog(dialog_id, last, unread=unread)
+        return inserted
+
+    def set_state(self, message_id: int, new_state: str, *, transport: str | None = None,
+                  tg_msg_id: int | None = None) -> Message:
+        with transaction(self._conn):
+            current = self.get(message_id)
+            check_transition(current.state, new_state)
+            self._conn.execute(
+                """UPDATE messages SET state = ?, transport = coalesce(?, transport),
+                                      tg_msg_id = coalesce(?, tg_msg_id)
+                   WHERE id = ?""", (new_state, transport, tg_msg_id, message_id))
+            return self.get(message_id)
+
+    def edit(self, message_id: int, text: str, edited_at: int | None = None) -> Message:
+        self._conn.execute("UPDATE messages SET text = ?, edited_at = ? WHERE id = ?",
+                           (text, utc_now_ms() if edited_at is None else edited_at, message_id))
+        return self.get(message_id)
+
+    def mark_deleted(self, message_id: int) -> Message:
+        self._conn.execute("UPDATE messages SET deleted = 1 WHERE id = ?", (message_id,))
+        return self.get(message_id)
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def get(self, message_id: int) -> Message:
+        row = self._conn.execute(
+            f"SELECT {_COLUMNS} FROM messages WHERE id = ?", (message_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no message {message_id}")
+        return _message(row)
+
+    def find_by_uid(self, uid: str) -> Message | None:
+        row = self._conn.execute(
+            f"SELECT {_COLUMNS} FROM messages WHERE uid = ?", (uid,)).fetchone()
+        return None if row is None else _message(row)
+
+    def find_by_telegram_id(self, dialog_id: int, tg_msg_id: int) -> Message | None:
+        row = self._conn.execute(
+            f"SELECT {_COLUMNS} FROM messages WHERE dialog_id = ? AND tg_msg_id = ?",
+            (dialog_id, tg_msg_id)).fetchone()
+        return None if row is None else _message(row)
+
+    def latest_page(self, dialog_id: int, limit: int = 50) -> list[Message]:
+        """The newest ``limit`` messages of a chat, oldest first."""
+        rows = self._conn.execute(
+            f"""SELECT {_COLUMNS} FROM messages WHERE dialog_id = ?
+                ORDER BY sent_at DESC, id DESC LIMIT ?""", (dialog_id, limit)).fetchall()
+        return [_message(row) for row in reversed(rows)]
+
+    def page_before(self, dialog_id: int, key: PageKey, limit: int = 50) -> list[Message]:
+        """Up to ``limit`` messages just older than ``key``, oldest first."""
+        rows = self._conn.execute(
+            f"""SELECT {_COLUMNS} FROM messages
+                WHERE dialog_id = ? AND (sent_at, id) < (?, ?)
+                ORDER BY sent_at DESC, id DESC LIMIT ?""",
+            (dialog_id, key.sent_at, key.id, limit)).fetchall()
+        return [_message(row) for row in reversed(rows)]
+
+    def page_after(self, dialog_id: int, key: PageKey, limit: int = 50) -> list[Message]:
+        """Up to ``limit`` messages just newer than ``key``, oldest first."""
+        rows = self._conn.execute(
+            f"""SELECT {_COLUMNS} FROM messages
+                WHERE dialog_id = ? AND (sent_at, id) > (?, ?)
+                ORDER BY sent_at, id LIMIT ?""",
+            (dialog_id, key.sent_at, key.id, limit)).fetchall()
+        return [_message(row) for row in rows]
+
+    def count(self, dialog_id: int) -> int:
+        return self._conn.execute(
+            "SELECT count(*) FROM messages WHERE dialog_id = ?", (dialog_id,)).fetchone()[0]
+
+    def search(self, query: str, *, dialog_id: int | None = None,
+               limit: int = 50) -> list[Message]:
+        """Messages whose text matches every word of ``query`` (last word as a prefix), newest first."""
+        match = fts_query(query)
+        if not match:
+            return []
+        dialog_filter = "" if dialog_id is None else "AND m.dialog_id = :dialog"
+        rows = self._conn.execute(
+            f"""SELECT {", ".join("m." + c.strip() for c in _COLUMNS.split(","))}
+                FROM messages_fts JOIN messages AS m ON m.id = messages_fts.rowid
+                WHERE messages_fts MATCH :match {dialog_filter}
+                ORDER BY messages_fts.rowid DESC LIMIT :limit""",
+            {"match": match, "dialog": dialog_id, "limit": limit}).fetchall()
+        return [_message(row) for row in rows]
+
+    def _existing(self, incoming: IncomingMessage) -> Message:
+        found = self.find_by_uid(incoming.uid)
+        if found is None and incoming.tg_msg_id is not None:
+            found = self.find_by_telegram_id(incoming.dialog_id, incoming.tg_msg_id)
+        if found is None:
+            raise RuntimeError(f"insert of {incoming.uid} ignored but no row conflicts")
+        return found
+
+    def _touch_dialog(self, dialog_id: int, at: int, *, unread: int) -> None:
+        self._conn.execute(
+            """UPDATE dialogs SET last_activity = max(last_activity, ?),
+                                  unread_count = unread_count + ?
+               WHERE id = ?""", (at, unread, dialog_id))
+
+
+def fts_query(text: str) -> str:
+    """Turn what a person typed into a safe FTS5 query: every word quoted, the last one a prefix."""
+    words = [word.replace('"', '""') for word in text.split()]
+    if not words:
+        return ""
+    quoted = [f'"{word}"' for word in words]
+    quoted[-1] += "*"
+    return " ".join(quoted)
+
+
+def _incoming_params(incoming: IncomingMessage) -> dict[str, object]:
+    return {
+        "dialog_id": incoming.dialog_id, "uid": incoming.uid, "tg_msg_id": incoming.tg_msg_id,
+        "sender_id": incoming.sender_id, "sender_name": incoming.sender_name,
+        "outgoing": int(incoming.outgoing), "text": incoming.text, "sent_at": incoming.sent_at,
+        "transport": incoming.transport,
+        "state": "sent" if incoming.outgoing else "received",
+        "reply_to": incoming.reply_to, "file_id": incoming.file_id,
+    }
+
+
+def _message(row: sqlite3.Row) -> Message:
+    return Message(id=row[0], dialog_id=row[1], uid=row[2], tg_msg_id=row[3], sender_id=row[4],
+                   sender_name=row[5], outgoing=bool(row[6]), text=row[7], sent_at=row[8],
+                   edited_at=row[9], transport=row[10], state=row[11], deleted=bool(row[12]),
+                   reply_to=row[13], file_id=row[14])

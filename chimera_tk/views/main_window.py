@@ -1,0 +1,67 @@
+"""The main window: dialog list | chat pane, status bar below, and the window-wide shortcuts."""
+
+from __future__ import annotations
+
+import tkinter as tk
+from collections.abc import Callable
+from tkinter import ttk
+
+from chimera_tk import APP_NAME
+from chimera_tk.events import EventDispatcher
+from chimera_tk.router import Router
+from chimera_tk.store import Store
+from chimera_tk.views.chat_view import ChatView
+from chimera_tk.views.dialog_list import DialogListView
+from chimera_tk.views.status_bar import StatusBar
+from chimera_tk.views.theme import Palette, apply_theme
+
+
+def create_root(theme_setting: str, *, profile_name: str) -> tuple[tk.Tk, Palette]:
+    """The Tk root with the theme applied; raises tk.TclError when there is no display."""
+    root = tk.Tk(className=APP_NAME)
+    root.withdraw()  # no half-styled flash: shown once the main window is built
+    palette = apply_theme(root, theme_setting)
+    title = APP_NAME if profile_name == "default" else f"{APP_NAME} — {profile_name}"
+    root.title(title)
+    root.geometry("1040x700")
+    root.minsize(640, 420)
+    return root, palette
+
+
+class MainWindow(ttk.Frame):
+    def __init__(self, root: tk.Tk, store: Store, router: Router, dispatcher: EventDispatcher,
+                 palette: Palette, on_quit: Callable[[], None]) -> None:
+        super().__init__(root)
+        self._root = root
+        self._on_quit = on_quit
+        self.pack(fill="both", expand=True)
+        self.status_bar = StatusBar(self, dispatcher)
+        self.status_bar.pack(side="bottom", fill="x")
+        ttk.Separator(self).pack(side="bottom", fill="x")
+        panes = ttk.PanedWindow(self, orient="horizontal")
+        panes.pack(fill="both", expand=True)
+        self.chat = ChatView(panes, store, router, dispatcher, palette)
+        self.dialogs = DialogListView(panes, store, dispatcher, on_select=self.open_dialog)
+        panes.add(self.dialogs, weight=0)
+        panes.add(self.chat, weight=1)
+        self._bind_shortcuts()
+        root.protocol("WM_DELETE_WINDOW", on_quit)
+
+    def open_dialog(self, dialog_id: int) -> None:
+        self.chat.open_dialog(dialog_id)
+        self.dialogs.schedule_refresh()  # opening marks the chat read: the badge goes
+
+    def _bind_shortcuts(self) -> None:
+        root = self._root
+        root.bind("<Control-q>", lambda _e: self._on_quit())
+        root.bind("<Control-k>", lambda _e: self._focus_search())
+        root.bind("<Control-l>", lambda _e: self._focus_search())
+
+    def _focus_search(self) -> str:
+        self.dialogs.search.focus_set()
+        self.dialogs.search.select_range(0, "end")
+        return "break"
+
+    def show(self) -> None:
+        self._root.deiconify()
+        self.dialogs.search.focus_set()
