@@ -40,7 +40,7 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = PRIVATE_FILE_MODE) -
 
 
 def create_private_file(path: Path) -> None:
-    """Create ``path`` empty with mode 0600 if it does not exist yet (never loosens an existing one)."""
+    """Create ``path`` empty with mode 0600 if missing; an existing file is made 0600 too."""
     fd = os.open(path, os.O_CREAT | os.O_WRONLY, PRIVATE_FILE_MODE)
     os.close(fd)
     if os.name == "posix":

@@ -25,7 +25,7 @@ _PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 def data_root(data_dir: str | os.PathLike[str] | None = None,
               environ: Mapping[str, str] = os.environ) -> Path:
-    """The folder that holds every profile: the flag wins over ``CHIMERA_HOME``, then platformdirs."""
+    """The folder holding every profile: the flag, else ``CHIMERA_HOME``, else platformdirs."""
     chosen = data_dir or environ.get("CHIMERA_HOME")
     if chosen:
         return Path(chosen).expanduser().absolute()

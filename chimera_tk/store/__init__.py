@@ -26,7 +26,7 @@ class Store:
     def open(cls, path: Path | None) -> Store:
         return cls(open_database(path))
 
-    def transaction(self):  # noqa: ANN201 - a context manager from store.database
+    def transaction(self):
         return transaction(self.conn)
 
     def close(self) -> None:

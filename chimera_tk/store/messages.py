@@ -152,7 +152,7 @@ class MessageRepository:
 
     def search(self, query: str, *, dialog_id: int | None = None,
                limit: int = 50) -> list[Message]:
-        """Messages whose text matches every word of ``query`` (last word as a prefix), newest first."""
+        """Messages matching every word of ``query`` (the last as a prefix), newest first."""
         match = fts_query(query)
         if not match:
             return []

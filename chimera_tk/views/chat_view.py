@@ -70,7 +70,7 @@ class ChatView(ttk.Frame):
         self.composer.show_error("")
         self.composer.text.focus_set()
 
-    def _subtitle(self, dialog) -> str:  # noqa: ANN001
+    def _subtitle(self, dialog) -> str:
         parts = [_KIND_LABELS.get(dialog.kind, dialog.kind)]
         if dialog.username:
             parts.append("@" + dialog.username)

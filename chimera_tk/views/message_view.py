@@ -110,10 +110,8 @@ class MessageView(ttk.Frame):
 
     def replace(self, message: Message) -> None:
         """Re-render a loaded message after its state, text or deleted flag changed."""
-        for position, shown in enumerate(self.loaded):
-            if shown.id == message.id:
-                break
-        else:
+        position = next((i for i, shown in enumerate(self.loaded) if shown.id == message.id), None)
+        if position is None:
             return
         self.loaded[position] = message
         ranges = self.text.tag_ranges(f"msg{message.id}")
@@ -171,7 +169,7 @@ class MessageView(ttk.Frame):
             args += [text, tags]
         self.text.insert(index, *args)
 
-    def _edit(self, change) -> None:  # noqa: ANN001 - a zero-argument callable
+    def _edit(self, change) -> None:
         self.text.configure(state="normal")
         try:
             change()

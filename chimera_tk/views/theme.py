@@ -1,4 +1,4 @@
-"""The ttk theme (Sun Valley, light or dark) and the colours of the non-ttk widgets that match it."""
+"""The ttk theme (Sun Valley, light or dark) and matching colours for the non-ttk widgets."""
 
 from __future__ import annotations
 
