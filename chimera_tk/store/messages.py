@@ -182,7 +182,8 @@ class MessageRepository:
 
 def fts_query(text: str) -> str:
     """Turn what a person typed into a safe FTS5 query: every word quoted, the last one a prefix."""
-    words = [word.replace('"', '""') for word in text.split()]
+    # NUL ends a C string inside SQLite's query parser, so it can never be part of a word
+    words = [word.replace('"', '""') for word in text.replace("\x00", " ").split()]
     if not words:
         return ""
     quoted = [f'"{word}"' for word in words]

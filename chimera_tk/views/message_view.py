@@ -65,7 +65,16 @@ class MessageView(ttk.Frame):
         self.has_older = len(page) == PAGE_SIZE
         self._edit(lambda: self.text.delete("1.0", "end"))
         self._insert_block(page, at_top=False)
-        self.text.see("end")
+        self.scroll_to_newest()
+
+    def showing_newest(self) -> bool:
+        """True when the end of the chat is on screen (yview fractions are only estimates)."""
+        return self.text.dlineinfo("end-1c") is not None
+
+    def scroll_to_newest(self) -> None:
+        self.text.yview_moveto(1.0)
+        # line heights are only exact once Tk has laid the text out, so settle again then
+        self.after_idle(lambda: self.text.yview_moveto(1.0))
 
     def close(self) -> None:
         self.dialog = None
@@ -103,10 +112,10 @@ class MessageView(ttk.Frame):
         if self.loaded and message.page_key <= self.loaded[-1].page_key:
             self.replace(message)
             return
-        at_bottom = self.text.yview()[1] >= 0.999
+        at_bottom = self.showing_newest()
         self._insert_block([message], at_top=False)
         if at_bottom or message.outgoing:
-            self.text.see("end")
+            self.scroll_to_newest()
 
     def replace(self, message: Message) -> None:
         """Re-render a loaded message after its state, text or deleted flag changed."""

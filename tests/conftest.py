@@ -1,0 +1,90 @@
+"""Shared fixtures: temporary profiles, real SQLite files, and a real X server for GUI tests.
+
+GUI tests need a display. When DISPLAY is unset the suite starts its own Xvfb once per session
+(CI has no display); a missing Xvfb is an error, never a skip, so CI cannot pass without them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chimera_tk.config import Config
+from chimera_tk.profiles import ProfilePaths, profile_paths
+from chimera_tk.store import Store
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def paths(data_dir: Path) -> ProfilePaths:
+    return profile_paths("test", data_dir).ensure()
+
+
+@pytest.fixture
+def store(paths: ProfilePaths) -> Iterator[Store]:
+    opened = Store.open(paths.database)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture(scope="session")
+def x_display() -> Iterator[str]:
+    """A display for Tk: the caller's, or an Xvfb started for this test session."""
+    if os.environ.get("DISPLAY"):
+        yield os.environ["DISPLAY"]
+        return
+    xvfb = shutil.which("Xvfb")
+    if xvfb is None:
+        pytest.fail("GUI tests need Xvfb (apt-get install xvfb) or a DISPLAY", pytrace=False)
+    read_end, write_end = os.pipe()
+    process = subprocess.Popen(
+        [xvfb, "-displayfd", str(write_end), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+        pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        number = pipe.readline().strip()
+    if not number:
+        process.kill()
+        pytest.fail("Xvfb did not start", pytrace=False)
+    display = f":{number}"
+    os.environ["DISPLAY"] = display
+    try:
+        yield display
+    finally:
+        del os.environ["DISPLAY"]
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def app(x_display: str, paths: ProfilePaths) -> Iterator[object]:
+    """The whole application built on a temporary profile, window shown, torn down after."""
+    from chimera_tk.app import build_app
+
+    built = build_app(paths, Config(), theme="light")
+    built.start()
+    built.root.update()
+    yield built
+    built.shutdown()
+
+
+def pump_until(app: object, condition, timeout: float = 5.0) -> bool:
+    """Let Tk run (timers, the event pump, redraws) until ``condition()`` holds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        app.root.update()
+        if condition():
+            return True
+        time.sleep(0.005)
+    return condition()
