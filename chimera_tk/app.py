@@ -102,6 +102,7 @@ class App:
         for worker in self.workers:
             worker.start()
         self.window.show()
+        log.info("window shown for profile %s", self.paths.name)
 
     def run(self) -> None:
         """Run until the user quits or a signal arrives; always ends with :meth:`shutdown`."""
