@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tkinter as tk
 from collections.abc import Callable
+from importlib import resources
 from tkinter import ttk
 
 from chimera_tk import APP_NAME
@@ -25,6 +26,9 @@ def create_root(theme_setting: str, *, profile_name: str) -> tuple[tk.Tk, Palett
     root.title(title)
     root.geometry("1040x700")
     root.minsize(640, 420)
+    icon = tk.PhotoImage(master=root, file=str(resources.files("chimera_tk") / "assets" /
+                                               "icon-64.png"))
+    root.iconphoto(True, icon)
     return root, palette
 
 
