@@ -44,32 +44,102 @@ def _data_dir(value: str) -> Path:
     return path
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="chimera",
-        description="Chimera: a Telegram client and a serverless LAN messenger in one window.")
-    parser.add_argument("--version", action="version", version=f"chimera {__version__}")
-    parser.add_argument("--profile", type=_profile_name, default=DEFAULT_PROFILE,
-                        metavar="NAME", help="the profile to use (default: %(default)s)")
-    parser.add_argument("--data-dir", type=_data_dir, metavar="DIR",
+def _common_flags(*, suppress: bool) -> argparse.ArgumentParser:
+    """--profile/--data-dir/--verbose, accepted before or after a subcommand."""
+    default = (lambda value: argparse.SUPPRESS) if suppress else (lambda value: value)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--profile", type=_profile_name, default=default(DEFAULT_PROFILE),
+                        metavar="NAME", help=f"the profile to use (default: {DEFAULT_PROFILE})")
+    common.add_argument("--data-dir", type=_data_dir, default=default(None), metavar="DIR",
                         help="folder that holds the profiles (default: $CHIMERA_HOME or the "
                              "platform's user data folder)")
+    common.add_argument("-v", "--verbose", action="store_true", default=default(False),
+                        help="log details to the console")
+    return common
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not 0 <= seconds <= 86400:
+        raise argparse.ArgumentTypeError("seconds must be between 0 and 86400")
+    return seconds
+
+
+def _user_id(value: str) -> int:
+    if not value.isdigit() or not 0 < int(value) < 2**63:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a Telegram user id")
+    return int(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="chimera", parents=[_common_flags(suppress=False)],
+        description="Chimera: a Telegram client and a serverless LAN messenger in one window.")
+    parser.add_argument("--version", action="version", version=f"chimera {__version__}")
     parser.add_argument("--theme", choices=THEMES, help="override the theme in config.toml")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log details to the console")
     parser.add_argument("--selftest", action="store_true",
                         help="build the whole app on a temporary profile, show and close the "
                              "window, and exit 0 if everything worked")
+    parser.add_argument("--headless", action="store_true",
+                        help="run every worker without a window, receiving and storing "
+                             "messages until SIGTERM or Ctrl+C")
+    parser.add_argument("--new", action="store_true",
+                        help="make a new key and get a certificate from the team's CA")
+    parser.add_argument("--invite", metavar="INVITE",
+                        help="with --new: the invite code from the team admin")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    common = _common_flags(suppress=True)
+
+    send = commands.add_parser("send", parents=[common], help="send a text or a file")
+    send.add_argument("--to", type=_user_id, required=True, metavar="ID",
+                      help="the recipient's Telegram user id")
+    send.add_argument("--file", type=Path, metavar="PATH", help="a file to send")
+    send.add_argument("text", nargs="?", help="the message text")
+    send.add_argument("--wait", type=_seconds, default=30.0, metavar="S",
+                      help="how long to wait for delivery (default: %(default)s s)")
+    send.add_argument("--lan-only", action="store_true",
+                      help="never fall back to Telegram for this message")
+
+    peers = commands.add_parser("peers", parents=[common], help="list people on the LAN now")
+    peers.add_argument("--wait", type=_seconds, default=6.0, metavar="S",
+                       help="how long to listen for announcements (default: %(default)s s)")
+    peers.add_argument("--json", action="store_true", help="print JSON")
+
+    export = commands.add_parser("export", parents=[common], help="print stored messages")
+    export.add_argument("--dialog", type=int, metavar="ID", help="only this dialog")
+    export.add_argument("--json", action="store_true", required=True, help="print JSON")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.invite and not args.new:
+        parser.error("--invite goes with --new")
+    if args.command == "send" and not (args.text or args.file):
+        parser.error("send needs a TEXT or --file PATH")
     try:
         if args.selftest:
             return selftest(theme=args.theme, verbose=args.verbose)
         paths = profile_paths(args.profile, args.data_dir).ensure()
         setup_logging(paths.logs, verbose=args.verbose)
-        return run_gui(paths, load_or_create_config(paths), theme=args.theme)
+        config = load_or_create_config(paths)
+        if args.new:
+            from chimera_tk.pki.commands import new_certificate
+
+            return new_certificate(paths, config, invite=args.invite)
+        if args.command:
+            from chimera_tk import commands
+
+            return commands.run(args.command, paths, config, args)
+        if args.headless:
+            from chimera_tk.headless import run_headless
+
+            return run_headless(paths, config)
+        return run_gui(paths, config, theme=args.theme)
     except UserError as exc:
         print(f"chimera: {exc}", file=sys.stderr)
         return 1

@@ -53,6 +53,55 @@ class QuitRequested:
     reason: str
 
 
+# -- LAN ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PeerAnnounced:
+    """A discovery datagram named ``user_id`` at ``address``; only a hint until verified."""
+
+    user_id: int
+    address: str
+    port: int
+    instance: str | None
+    new: bool  # first time heard, or a new instance (the peer restarted)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerExpired:
+    """No announcement from ``user_id`` for three intervals, or it said goodbye."""
+
+    user_id: int
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeerVerified:
+    """A TLS handshake proved that ``address`` holds a team certificate for ``user_id``."""
+
+    user_id: int
+    address: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeerUnavailable:
+    """A peer could not be reached or was refused (e.g. identity mismatch); ``reason`` says why."""
+
+    user_id: int
+    address: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TransferProgress:
+    message_id: int
+    file_id: int
+    bytes_done: int
+    total: int
+    outgoing: bool
+
+
 E = TypeVar("E")
 Handler = Callable[[Any], None]
 
