@@ -29,6 +29,13 @@ class DialogRepository:
             (dialog_id, kind, title, username, phone, last_activity))
         return self.get(dialog_id)
 
+    def ensure(self, dialog_id: int, kind: str, title: str) -> Dialog:
+        """Create the dialog if it is new; an existing one (e.g. titled by Telegram) is kept."""
+        self._conn.execute(
+            "INSERT INTO dialogs (id, kind, title) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            (dialog_id, kind, title))
+        return self.get(dialog_id)
+
     def get(self, dialog_id: int) -> Dialog:
         row = self._conn.execute(
             f"SELECT {_COLUMNS} FROM dialogs WHERE id = ?", (dialog_id,)).fetchone()

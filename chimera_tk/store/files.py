@@ -34,10 +34,11 @@ class FileRepository:
             (bytes_done, file_id))
 
     def set_state(self, file_id: int, state: str, *, path: str | None = None,
-                  sha256: str | None = None) -> FileRecord:
+                  sha256: str | None = None, bytes_done: int | None = None) -> FileRecord:
         if state not in FILE_STATES:
             raise ValueError(f"unknown file state {state!r}")
         self._conn.execute(
-            """UPDATE files SET state = ?, path = coalesce(?, path), sha256 = coalesce(?, sha256)
-               WHERE id = ?""", (state, path, sha256, file_id))
+            """UPDATE files SET state = ?, path = coalesce(?, path), sha256 = coalesce(?, sha256),
+                                bytes_done = coalesce(?, bytes_done)
+               WHERE id = ?""", (state, path, sha256, bytes_done, file_id))
         return self.get(file_id)

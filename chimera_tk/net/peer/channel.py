@@ -1,0 +1,275 @@
+"""One verified TLS connection to a peer, driven by a single I/O thread.
+
+Only the I/O thread touches the SSL socket (OpenSSL objects must not be used from two threads at
+once); other threads queue frames and wake it through a socket pair. Writers block while more than
+HIGH_WATER bytes are queued, so a fast file reader never buffers a whole file in memory. A peer
+that stays silent past the idle timeout is pinged once and dropped if it still says nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import selectors
+import socket
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from chimera_tk.errors import LocalProtocolError, RemoteProtocolError
+from chimera_tk.net.peer.protocol import Event, PeerSession, Ping, Pong
+
+log = logging.getLogger(__name__)
+
+HIGH_WATER = 4 * 1024 * 1024
+READ_SIZE = 256 * 1024
+WRITE_SIZE = 256 * 1024
+SMALL_FRAME = 16 * 1024
+
+
+class ChannelClosed(Exception):
+    """The connection is gone; ``reason`` says why."""
+
+
+class Channel:
+    def __init__(self, sock: ssl.SSLSocket, peer_id: int, address: str, *, outgoing: bool,
+                 on_event: Callable[[Channel, Event], None],
+                 on_closed: Callable[[Channel, str], None],
+                 idle_timeout: float = 60.0) -> None:
+        self.sock = sock
+        self.peer_id = peer_id
+        self.address = address
+        self.outgoing = outgoing
+        self.session = PeerSession()
+        self.peer_name = ""
+        self._on_event = on_event
+        self._on_closed = on_closed
+        self._idle_timeout = idle_timeout
+        self._lock = threading.Condition()
+        self._out: deque[memoryview] = deque()
+        self._out_bytes = 0
+        self._closed_reason: str | None = None
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._last_heard = time.monotonic()
+        self._pinged = False
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self._thread = threading.Thread(target=self._run, name=f"peer-{peer_id}")
+
+    # -- public, any thread ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.sock.setblocking(False)
+        self._thread.start()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed_reason is not None
+
+    @property
+    def closed_reason(self) -> str | None:
+        return self._closed_reason
+
+    def send(self, event: Event) -> None:
+        """Queue one control frame (HELLO, TEXT, ACK, ...)."""
+        with self._lock:
+            self._check_open()
+            self._enqueue(self.session.send(event))
+
+    def send_raw(self, make_frame: Callable[[PeerSession], bytes]) -> None:
+        """Queue a frame built by a session method under the channel lock (FILE_ACCEPT, ...)."""
+        with self._lock:
+            self._check_open()
+            self._enqueue(make_frame(self.session))
+
+    def begin_file(self, uid: str, offset: int, size: int) -> None:
+        with self._lock:
+            self._check_open()
+            self.session.start_sending_file(uid, offset, size)
+
+    def send_data(self, chunk: bytes, *, timeout: float = 60.0) -> None:
+        """Queue one DATA frame of file bytes, waiting while the queue is above HIGH_WATER."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._out_bytes > HIGH_WATER and self._closed_reason is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ChannelClosed("the peer stopped reading")
+                self._lock.wait(remaining)
+            self._check_open()
+            self._enqueue(self.session.data_header(len(chunk)), chunk)
+
+    def wait_drained(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._out_bytes and self._closed_reason is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._lock.wait(remaining)
+            return self._closed_reason is None
+
+    def close(self, reason: str) -> None:
+        with self._lock:
+            if self._closed_reason is None:
+                self._closed_reason = reason
+                self._lock.notify_all()
+        self._wake()
+
+    def join(self, timeout: float) -> bool:
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed_reason is not None:
+            raise ChannelClosed(self._closed_reason)
+
+    def _enqueue(self, *parts: bytes) -> None:
+        for part in parts:
+            self._out.append(memoryview(part))
+            self._out_bytes += len(part)
+        self._wake()
+
+    def _wake(self) -> None:
+        # BlockingIOError: a wake-up is already pending; OSError: the pair is closed
+        with contextlib.suppress(BlockingIOError, OSError):
+            self._wake_w.send(b"\0")
+
+    def _run(self) -> None:
+        selector = selectors.DefaultSelector()
+        selector.register(self._wake_r, selectors.EVENT_READ)
+        selector.register(self.sock, selectors.EVENT_READ)
+        want_write = False
+        try:
+            while self._closed_reason is None:
+                with self._lock:
+                    pending_out = bool(self._out)
+                if pending_out != want_write:
+                    want_write = pending_out
+                    selector.modify(self.sock, selectors.EVENT_READ |
+                                    (selectors.EVENT_WRITE if want_write else 0))
+                ready = selector.select(timeout=0 if self.sock.pending() else 1.0)
+                for key, mask in ready:
+                    if key.fileobj is self._wake_r:
+                        self._drain_wake()
+                    elif mask & selectors.EVENT_READ:
+                        self._read()
+                if self.sock.pending():
+                    self._read()
+                if want_write or pending_out:
+                    self._write()
+                self._check_idle()
+            self._flush_before_close()
+        except (RemoteProtocolError, LocalProtocolError) as exc:
+            self._set_reason(f"protocol error: {exc}")
+            log.warning("peer %s at %s: %s", self.peer_id, self.address, exc)
+        except (OSError, ssl.SSLError) as exc:
+            self._set_reason(f"connection lost: {exc}")
+        except Exception:
+            log.exception("peer channel %s failed", self.peer_id)
+            self._set_reason("internal error")
+        finally:
+            selector.close()
+            self._shutdown_socket()
+            self._on_closed(self, self._closed_reason or "closed")
+
+    def _set_reason(self, reason: str) -> None:
+        with self._lock:
+            if self._closed_reason is None:
+                self._closed_reason = reason
+            self._lock.notify_all()
+
+    def _drain_wake(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def _read(self) -> None:
+        while self._closed_reason is None:
+            try:
+                data = self.sock.recv(READ_SIZE)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                return
+            if not data:
+                self._set_reason("the peer closed the connection")
+                return
+            self.bytes_received += len(data)
+            self._last_heard = time.monotonic()
+            self._pinged = False
+            events = []
+            with self._lock:
+                self.session.receive_data(data)
+                while (event := self.session.next_event()) is not None:
+                    events.append(event)
+            for event in events:
+                if isinstance(event, Ping):
+                    self.send(Pong(event.token))
+                elif not isinstance(event, Pong):
+                    self._on_event(self, event)
+
+    def _write(self) -> None:
+        while True:
+            with self._lock:
+                if not self._out:
+                    return
+                view = self._out[0]
+                if len(view) < SMALL_FRAME and len(self._out) > 1:
+                    view = self._coalesce_small()
+            piece = view[:WRITE_SIZE]
+            try:
+                sent = self.sock.send(piece)
+            except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
+                return
+            with self._lock:
+                self.bytes_sent += sent
+                self._out_bytes -= sent
+                if sent == len(view):
+                    self._out.popleft()
+                else:
+                    self._out[0] = view[sent:]
+                self._lock.notify_all()
+
+    def _coalesce_small(self) -> memoryview:
+        """Join queued small frames into one write (fewer TLS records); called under the lock."""
+        parts, total = [], 0
+        while self._out and len(self._out[0]) < SMALL_FRAME and total < WRITE_SIZE:
+            part = self._out.popleft()
+            parts.append(part)
+            total += len(part)
+        joined = memoryview(b"".join(parts))
+        self._out.appendleft(joined)
+        return joined
+
+    def _check_idle(self) -> None:
+        silent = time.monotonic() - self._last_heard
+        if silent > self._idle_timeout * 1.5:
+            self._set_reason(f"idle for {silent:.0f} s")
+        elif silent > self._idle_timeout and not self._pinged:
+            self._pinged = True
+            with self._lock:
+                if self.session.hello_sent:
+                    self._enqueue(self.session.send(Ping(int(time.monotonic()))))
+
+    def _flush_before_close(self) -> None:
+        """Best effort: let queued frames (a final ACK, a goodbye) out before closing."""
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._out:
+                    return
+            self._write()
+            time.sleep(0.005)
+
+    def _shutdown_socket(self) -> None:
+        for closeable in (self.sock, self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                closeable.close()

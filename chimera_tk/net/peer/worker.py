@@ -1,0 +1,601 @@
+"""The peer worker: accepts and makes verified TLS connections, and moves messages and files.
+
+Threads: one accept loop; one short-lived thread per incoming handshake (bounded); one I/O thread
+per connection (see channel.py); one sender thread per peer that works through that peer's queue
+in order. Every thread that touches the database opens its own connection. Results reach the UI
+only as events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import socket
+import ssl
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from chimera_tk.errors import ChimeraError, RemoteProtocolError
+from chimera_tk.events import (
+    MessageChanged,
+    MessageStored,
+    PeerUnavailable,
+    PeerVerified,
+    TransferProgress,
+)
+from chimera_tk.net.peer.channel import Channel, ChannelClosed
+from chimera_tk.net.peer.files import (
+    DISK_RESERVE_BYTES,
+    IncomingFile,
+    TransferError,
+    free_bytes,
+    move_into_place,
+    safe_file_name,
+)
+from chimera_tk.net.peer.protocol import (
+    Ack,
+    Data,
+    Delete,
+    Edit,
+    Event,
+    FileAccept,
+    FileDone,
+    FileOffer,
+    FileReject,
+    Hello,
+    Text,
+)
+from chimera_tk.net.peer.tls import (
+    PeerIdentityError,
+    TlsFiles,
+    client_context,
+    peer_user_id,
+    require_identity,
+    server_context,
+)
+from chimera_tk.store import Store
+from chimera_tk.store.records import IncomingMessage, Message, utc_now_ms
+
+log = logging.getLogger(__name__)
+
+FILE_CHUNK = 1024 * 1024
+PROGRESS_INTERVAL_S = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class PeerLimits:
+    connect_timeout_s: float = 5.0
+    handshake_timeout_s: float = 5.0
+    idle_timeout_s: float = 60.0
+    ack_timeout_s: float = 15.0
+    max_connections_per_address: int = 8
+    max_pending_handshakes: int = 32
+    retry_after_s: float = 10.0
+
+
+class _Waiter:
+    """What a sender thread waits for after a frame: an ACK, or a FILE_ACCEPT / FILE_REJECT."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: Event | None = None
+        self.error: str | None = None
+
+    def resolve(self, result: Event | None = None, error: str | None = None) -> None:
+        self.result, self.error = result, error
+        self.done.set()
+
+    def wait(self, timeout: float) -> Event:
+        if not self.done.wait(timeout):
+            raise ChannelClosed(f"no answer within {timeout:.0f} s")
+        if self.error is not None:
+            raise ChannelClosed(self.error)
+        assert self.result is not None
+        return self.result
+
+
+class _Incoming:
+    """Per-connection state of the file being received."""
+
+    def __init__(self, offer: FileOffer, file: IncomingFile, message_id: int,
+                 file_id: int) -> None:
+        self.offer = offer
+        self.file = file
+        self.message_id = message_id
+        self.file_id = file_id
+        self.last_progress = 0.0
+
+
+class PeerWorker:
+    name = "lan-peers"
+
+    def __init__(self, my_id: int, my_name: str, tls: TlsFiles, database: Path, downloads: Path,
+                 emit: Callable[[object], None], *, host: str = "0.0.0.0", port: int = 50052,
+                 limits: PeerLimits | None = None) -> None:
+        self.my_id = my_id
+        self.my_name = my_name
+        self._database = database
+        self._downloads = downloads
+        self._emit = emit
+        self._host = host
+        self._port = port
+        self.limits = limits or PeerLimits()
+        self._server_ctx = server_context(tls)
+        self._client_ctx = client_context(tls)
+        self._lock = threading.Lock()
+        self._channels: dict[int, Channel] = {}
+        self._all_channels: set[Channel] = set()
+        self._addresses: dict[int, tuple[str, int]] = {}
+        self._per_address: dict[str, int] = defaultdict(int)
+        self._handshakes = threading.BoundedSemaphore(self.limits.max_pending_handshakes)
+        self._waiters: dict[tuple[int, str], _Waiter] = {}
+        self._incoming: dict[Channel, _Incoming] = {}
+        self._stores: dict[Channel, Store] = {}
+        self._senders: dict[int, _PeerSender] = {}
+        self._stopping = threading.Event()
+        self._server: socket.socket | None = None
+        self._threads: list[threading.Thread] = []
+        self.refused_handshakes = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            server.bind((self._host, self._port))
+        except OSError as exc:
+            server.close()
+            raise ChimeraError(f"cannot listen for LAN peers on port {self._port}: "
+                               f"{exc.strerror}") from None
+        server.listen(64)
+        server.settimeout(0.5)
+        self._server = server
+        self._port = server.getsockname()[1]
+        thread = threading.Thread(target=self._accept_loop, name="lan-accept")
+        thread.start()
+        self._threads.append(thread)
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._server is not None:
+            self._server.close()
+        for sender in list(self._senders.values()):
+            sender.stop()
+        with self._lock:
+            channels = list(self._all_channels)
+        for channel in channels:
+            channel.close("shutting down")
+
+    def join(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        for thread in self._threads + [s.thread for s in self._senders.values()]:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            channels = list(self._all_channels)
+        for channel in channels:
+            channel.join(max(0.0, deadline - time.monotonic()))
+        alive = [t for t in self._threads if t.is_alive()]
+        alive += [s.thread for s in self._senders.values() if s.thread.is_alive()]
+        return not alive and all(not c._thread.is_alive() for c in channels)
+
+    # -- what the LAN service calls ----------------------------------------------------------------
+
+    def learn_address(self, user_id: int, address: str, port: int) -> None:
+        """Discovery heard ``user_id`` at ``address``: where to call it (only a hint)."""
+        with self._lock:
+            self._addresses[user_id] = (address, port)
+
+    def forget_address(self, user_id: int) -> None:
+        with self._lock:
+            self._addresses.pop(user_id, None)
+
+    def is_connected(self, user_id: int) -> bool:
+        with self._lock:
+            channel = self._channels.get(user_id)
+        return channel is not None and not channel.closed
+
+    def verify(self, user_id: int) -> None:
+        """Connect to ``user_id`` in the background; PeerVerified or PeerUnavailable follows."""
+        self._sender(user_id).enqueue(None)
+
+    def submit(self, user_id: int, message_id: int) -> None:
+        """Send a claimed outbox message to ``user_id``; its outcome is written to the store."""
+        self._sender(user_id).enqueue(message_id)
+
+    def _sender(self, user_id: int) -> _PeerSender:
+        with self._lock:
+            sender = self._senders.get(user_id)
+            if sender is None or not sender.thread.is_alive():
+                sender = _PeerSender(self, user_id)
+                self._senders[user_id] = sender
+                sender.thread.start()
+            return sender
+
+    # -- accepting -------------------------------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        assert self._server is not None
+        while not self._stopping.is_set():
+            try:
+                raw, (address, _port) = self._server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            with self._lock:
+                too_many = self._per_address[address] >= self.limits.max_connections_per_address
+                if not too_many:
+                    self._per_address[address] += 1
+            if too_many or not self._handshakes.acquire(blocking=False):
+                if not too_many:
+                    self._release_address(address)
+                self.refused_handshakes += 1
+                log.info("refused a connection from %s: too many at once", address)
+                raw.close()
+                continue
+            threading.Thread(target=self._handshake_incoming, args=(raw, address),
+                             name=f"lan-handshake-{address}", daemon=True).start()
+
+    def _handshake_incoming(self, raw: socket.socket, address: str) -> None:
+        try:
+            raw.settimeout(self.limits.handshake_timeout_s)
+            tls = self._server_ctx.wrap_socket(raw, server_side=True,
+                                               do_handshake_on_connect=False)
+            tls.do_handshake()
+            peer_id = peer_user_id(tls)
+        except (OSError, ssl.SSLError, PeerIdentityError, ValueError) as exc:
+            self.refused_handshakes += 1
+            log.info("refused a peer at %s: %s", address, _short(exc))
+            raw.close()
+            self._release_address(address)
+            return
+        finally:
+            self._handshakes.release()
+        channel = self._register(tls, peer_id, address, outgoing=False)
+        if channel is not None:
+            log.info("peer %s connected from %s", peer_id, address)
+
+    def _release_address(self, address: str) -> None:
+        with self._lock:
+            self._per_address[address] -= 1
+            if self._per_address[address] <= 0:
+                del self._per_address[address]
+
+    # -- connecting ------------------------------------------------------------------------------
+
+    def connect(self, user_id: int) -> Channel:
+        """The live connection to ``user_id``, calling it if needed; raises ChannelClosed."""
+        with self._lock:
+            channel = self._channels.get(user_id)
+            target = self._addresses.get(user_id)
+        if channel is not None and not channel.closed:
+            return channel
+        if target is None:
+            raise ChannelClosed(f"user {user_id} is not on the LAN now")
+        address, port = target
+        try:
+            raw = socket.create_connection((address, port),
+                                           timeout=self.limits.connect_timeout_s)
+        except OSError as exc:
+            raise ChannelClosed(f"cannot connect to {address}:{port}: {_short(exc)}") from None
+        try:
+            raw.settimeout(self.limits.handshake_timeout_s)
+            tls = self._client_ctx.wrap_socket(raw, server_side=False)
+            require_identity(tls, user_id)
+        except PeerIdentityError as exc:
+            raw.close()
+            log.warning("peer at %s announced user %s: %s", address, user_id, exc)
+            raise ChannelClosed(str(exc)) from None
+        except (OSError, ssl.SSLError) as exc:
+            raw.close()
+            raise ChannelClosed(f"TLS handshake with {address} failed: {_short(exc)}") from None
+        with self._lock:
+            self._per_address[address] += 1
+        channel = self._register(tls, user_id, address, outgoing=True)
+        if channel is None:
+            raise ChannelClosed("shutting down")
+        return channel
+
+    def _register(self, tls: ssl.SSLSocket, peer_id: int, address: str, *,
+                  outgoing: bool) -> Channel | None:
+        channel = Channel(tls, peer_id, address, outgoing=outgoing, on_event=self._on_event,
+                          on_closed=self._on_closed, idle_timeout=self.limits.idle_timeout_s)
+        with self._lock:
+            if self._stopping.is_set():
+                tls.close()
+                return None
+            self._channels[peer_id] = channel
+            self._all_channels.add(channel)
+        channel.send(Hello(name=self.my_name, features=("files", "edit", "delete")))
+        channel.start()
+        return channel
+
+    # -- events from connections (each on its channel's I/O thread) -------------------------------
+
+    def _store(self, channel: Channel) -> Store:
+        store = self._stores.get(channel)
+        if store is None:
+            store = Store.open(self._database)
+            self._stores[channel] = store
+        return store
+
+    def _on_closed(self, channel: Channel, reason: str) -> None:
+        incoming = self._incoming.pop(channel, None)
+        if incoming is not None:
+            incoming.file.abort(keep_partial=True)
+        store = self._stores.pop(channel, None)
+        if store is not None:
+            store.close()
+        with self._lock:
+            self._all_channels.discard(channel)
+            if self._channels.get(channel.peer_id) is channel:
+                del self._channels[channel.peer_id]
+            waiters = [w for (peer, _), w in self._waiters.items() if peer == channel.peer_id]
+        for waiter in waiters:
+            waiter.resolve(error=f"connection closed: {reason}")
+        self._release_address(channel.address)
+        log.info("peer %s at %s disconnected: %s", channel.peer_id, channel.address, reason)
+
+    def _on_event(self, channel: Channel, event: Event) -> None:
+        if isinstance(event, Hello):
+            channel.peer_name = event.name
+            self._store(channel).dialogs.ensure(channel.peer_id, "user",
+                                                event.name or f"User {channel.peer_id}")
+            self._emit(PeerVerified(channel.peer_id, channel.address, event.name))
+        elif isinstance(event, Text):
+            self._receive_text(channel, event)
+        elif isinstance(event, Ack | FileAccept | FileReject):
+            with self._lock:
+                waiter = self._waiters.pop((channel.peer_id, event.uid), None)
+            if waiter is not None:
+                waiter.resolve(event)
+        elif isinstance(event, FileOffer):
+            self._receive_offer(channel, event)
+        elif isinstance(event, Data):
+            self._receive_data(channel, event)
+        elif isinstance(event, FileDone):
+            self._receive_file_done(channel, event)
+        elif isinstance(event, Edit | Delete):
+            self._receive_change(channel, event)
+
+    def _incoming_message(self, channel: Channel, uid: str, text: str, sent_at: int,
+                          file_id: int | None = None) -> IncomingMessage:
+        return IncomingMessage(
+            dialog_id=channel.peer_id, uid=uid, sender_id=channel.peer_id,
+            sender_name=channel.peer_name, text=text, sent_at=min(sent_at, utc_now_ms()),
+            transport="lan", file_id=file_id)
+
+    def _receive_text(self, channel: Channel, text: Text) -> None:
+        store = self._store(channel)
+        store.dialogs.ensure(channel.peer_id, "user",
+                             channel.peer_name or f"User {channel.peer_id}")
+        message, new = store.messages.receive(
+            self._incoming_message(channel, text.uid, text.text, text.sent_at))
+        channel.send(Ack(text.uid))  # only after the commit: an ACK means "stored"
+        if new:
+            self._emit(MessageStored(message))
+
+    def _receive_offer(self, channel: Channel, offer: FileOffer) -> None:
+        store = self._store(channel)
+        existing = store.messages.find_by_uid(offer.uid)
+        if existing is not None and existing.dialog_id != channel.peer_id:
+            raise RemoteProtocolError("a file offer reuses another conversation's message uid")
+        if (existing is not None and existing.file_id is not None
+                and store.files.get(existing.file_id).state == "complete"):
+            channel.send(Ack(offer.uid))  # we have it already: the sender may stop here
+            return
+        incoming_file = IncomingFile(self._downloads, offer.uid, offer.size, offer.sha256)
+        if offer.size - incoming_file.offset > free_bytes(self._downloads) - DISK_RESERVE_BYTES:
+            incoming_file.abort(keep_partial=False)
+            channel.send(FileReject(offer.uid, "not enough free disk space on the receiver"))
+            return
+        if existing is None:
+            with store.transaction():
+                store.dialogs.ensure(channel.peer_id, "user",
+                                     channel.peer_name or f"User {channel.peer_id}")
+                file = store.files.create(safe_file_name(offer.name), offer.size,
+                                          sha256=offer.sha256, mime=offer.mime,
+                                          state="transferring")
+                message, _ = store.messages.receive(self._incoming_message(
+                    channel, offer.uid, offer.caption, offer.sent_at, file_id=file.id))
+            self._emit(MessageStored(message))
+        else:
+            message = existing
+        assert message.file_id is not None
+        self._incoming[channel] = _Incoming(offer, incoming_file, message.id, message.file_id)
+        channel.send_raw(lambda session: session.accept_file(offer, incoming_file.offset))
+
+    def _receive_data(self, channel: Channel, data: Data) -> None:
+        incoming = self._incoming[channel]
+        try:
+            incoming.file.write(data.chunk)
+        except TransferError as exc:
+            self._fail_incoming(channel, incoming, str(exc))
+            raise RemoteProtocolError(f"transfer stopped: {exc}") from None
+        now = time.monotonic()
+        if now - incoming.last_progress >= PROGRESS_INTERVAL_S:
+            incoming.last_progress = now
+            self._emit(TransferProgress(incoming.message_id, incoming.file_id,
+                                        incoming.file.offset, incoming.offer.size, False))
+
+    def _receive_file_done(self, channel: Channel, done: FileDone) -> None:
+        incoming = self._incoming.pop(channel)
+        store = self._store(channel)
+        try:
+            partial = incoming.file.finish()
+            final = move_into_place(partial, self._downloads, incoming.offer.name)
+        except (TransferError, OSError) as exc:
+            self._fail_incoming(channel, incoming, str(exc), popped=True)
+            channel.send(FileReject(done.uid, str(exc)))
+            return
+        store.files.set_state(incoming.file_id, "complete", path=str(final.resolve()),
+                              sha256=incoming.offer.sha256, bytes_done=incoming.offer.size)
+        channel.send(Ack(done.uid))
+        self._emit(TransferProgress(incoming.message_id, incoming.file_id, incoming.offer.size,
+                                    incoming.offer.size, False))
+        self._emit(MessageChanged(store.messages.get(incoming.message_id)))
+
+    def _fail_incoming(self, channel: Channel, incoming: _Incoming, reason: str, *,
+                       popped: bool = False) -> None:
+        if not popped:
+            self._incoming.pop(channel, None)
+        incoming.file.abort(keep_partial=False)
+        store = self._store(channel)
+        store.files.set_state(incoming.file_id, "failed")
+        log.warning("receiving %s from %s failed: %s", incoming.offer.uid, channel.peer_id, reason)
+        self._emit(MessageChanged(store.messages.get(incoming.message_id)))
+
+    def _receive_change(self, channel: Channel, change: Edit | Delete) -> None:
+        store = self._store(channel)
+        message = store.messages.find_by_uid(change.uid)
+        if message is None or message.outgoing or message.sender_id != channel.peer_id:
+            log.info("ignored %s from %s for a message it did not write",
+                     type(change).__name__, channel.peer_id)
+            return
+        if isinstance(change, Edit):
+            message = store.messages.edit(message.id, change.text, change.edited_at)
+        else:
+            message = store.messages.mark_deleted(message.id)
+        channel.send(Ack(change.uid))
+        self._emit(MessageChanged(message))
+
+    # -- what sender threads use -------------------------------------------------------------------
+
+    def expect(self, peer_id: int, uid: str) -> _Waiter:
+        waiter = _Waiter()
+        with self._lock:
+            self._waiters[(peer_id, uid)] = waiter
+        return waiter
+
+    def emit(self, event: object) -> None:
+        self._emit(event)
+
+    @property
+    def database(self) -> Path:
+        return self._database
+
+
+class _PeerSender:
+    """Works through one peer's queue in order: connect, send, wait for the ACK, record it."""
+
+    def __init__(self, worker: PeerWorker, peer_id: int) -> None:
+        self._worker = worker
+        self.peer_id = peer_id
+        self._queue: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"lan-send-{peer_id}")
+        self._store: Store | None = None
+
+    def enqueue(self, message_id: int | None) -> None:
+        self._queue.put(message_id)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._queue.put(None)
+
+    def _run(self) -> None:
+        self._store = Store.open(self._worker.database)
+        try:
+            while not self._stop.is_set():
+                try:
+                    message_id = self._queue.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                if self._stop.is_set():
+                    break
+                self._handle(message_id)
+        finally:
+            self._store.close()
+
+    def _handle(self, message_id: int | None) -> None:
+        worker = self._worker
+        try:
+            channel = worker.connect(self.peer_id)
+        except ChannelClosed as exc:
+            worker.emit(PeerUnavailable(self.peer_id, "", str(exc)))
+            if message_id is not None:
+                self._retry_later(message_id, str(exc))
+            return
+        if message_id is None:
+            return
+        try:
+            self._send(channel, message_id)
+        except (ChannelClosed, OSError) as exc:
+            self._retry_later(message_id, str(exc))
+
+    def _send(self, channel: Channel, message_id: int) -> None:
+        assert self._store is not None
+        message = self._store.messages.get(message_id)
+        if message.state != "sending":
+            return  # finished meanwhile (e.g. by a repeat in the queue)
+        if message.file_id is None:
+            waiter = self._worker.expect(self.peer_id, message.uid)
+            channel.send(Text(message.uid, message.sent_at, message.text))
+            result = waiter.wait(self._worker.limits.ack_timeout_s)
+        else:
+            result = self._send_file(channel, message)
+        if isinstance(result, FileReject):
+            self._store.outbox.give_up(message_id, f"refused by the receiver: {result.reason}")
+        else:
+            self._store.outbox.complete(message_id, delivered=True)
+        self._worker.emit(MessageChanged(self._store.messages.get(message_id)))
+
+    def _send_file(self, channel: Channel, message: Message) -> Event:
+        assert self._store is not None
+        file = self._store.files.get(message.file_id)
+        path = Path(file.path or "")
+        if not path.is_file() or file.sha256 is None:
+            return FileReject(message.uid, f"the file {file.name} is no longer on this computer")
+        limits = self._worker.limits
+        waiter = self._worker.expect(self.peer_id, message.uid)
+        channel.send(FileOffer(message.uid, file.name, file.size, file.sha256,
+                               file.mime or "application/octet-stream", message.sent_at,
+                               message.text))
+        answer = waiter.wait(limits.ack_timeout_s)
+        if not isinstance(answer, FileAccept):
+            return answer
+        channel.begin_file(message.uid, answer.offset, file.size)
+        sent, last_progress = answer.offset, 0.0
+        with open(path, "rb") as source:
+            source.seek(answer.offset)
+            while sent < file.size:
+                chunk = source.read(min(FILE_CHUNK, file.size - sent))
+                if not chunk:
+                    raise ChannelClosed(f"{file.name} shrank while it was being sent")
+                channel.send_data(chunk, timeout=limits.idle_timeout_s)
+                sent += len(chunk)
+                now = time.monotonic()
+                if now - last_progress >= PROGRESS_INTERVAL_S:
+                    last_progress = now
+                    self._worker.emit(TransferProgress(message.id, file.id, sent, file.size,
+                                                       True))
+        waiter = self._worker.expect(self.peer_id, message.uid)
+        channel.send_raw(lambda session: session.finish_sending_file())
+        # the receiver flushes, verifies and renames before it answers
+        result = waiter.wait(limits.ack_timeout_s + file.size / 20e6)
+        self._worker.emit(TransferProgress(message.id, file.id, file.size, file.size, True))
+        return result
+
+    def _retry_later(self, message_id: int, reason: str) -> None:
+        assert self._store is not None
+        with contextlib.suppress(KeyError):
+            if self._store.messages.get(message_id).state == "sending":
+                not_before = utc_now_ms() + int(self._worker.limits.retry_after_s * 1000)
+                self._store.outbox.retry_later(message_id, reason, not_before)
+                self._worker.emit(MessageChanged(self._store.messages.get(message_id)))
+        log.info("message %s to %s will be retried: %s", message_id, self.peer_id, reason)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:200]

@@ -1,0 +1,76 @@
+"""Received file names and partial files: nothing from the peer decides where bytes land."""
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from chimera_tk.net.peer.files import (
+    IncomingFile,
+    TransferError,
+    claim_unique_path,
+    move_into_place,
+    partial_path,
+    safe_file_name,
+)
+
+HOSTILE = ["../../etc/passwd", "/abs/path", "..\\..\\windows\\system32", "CON", "con.txt",
+           "nul", "LPT1.doc", "x" * 5000, "é" * 300 + ".pdf", "a\x00b", "line\nbreak.txt",
+           "..", ".", "", "   ", "...", "a:b*c?.txt", "\u202eexe.pdf"]
+
+
+@pytest.mark.parametrize("offered", HOSTILE)
+def test_hostile_names_become_plain_safe_base_names(offered: str, tmp_path: Path) -> None:
+    name = safe_file_name(offered)
+    assert name and "/" not in name and "\\" not in name and "\x00" not in name
+    assert "\n" not in name and name not in (".", "..")
+    assert len(name.encode()) <= 200
+    assert name.upper().split(".")[0] not in ("CON", "NUL", "LPT1")
+    final = claim_unique_path(tmp_path, name)
+    assert final.parent == tmp_path
+
+
+def test_names_keep_their_extension_when_shortened() -> None:
+    assert safe_file_name("y" * 400 + ".tar.gz").endswith(".gz")
+    assert safe_file_name("relatório final.pdf") == "relatório final.pdf"
+    assert safe_file_name("../../etc/passwd") == "passwd"
+
+
+def test_taken_names_get_a_numbered_suffix(tmp_path: Path) -> None:
+    names = [claim_unique_path(tmp_path, "a.txt").name for _ in range(3)]
+    assert names == ["a.txt", "a (1).txt", "a (2).txt"]
+
+
+def _offer_bytes(tmp_path: Path, data: bytes) -> IncomingFile:
+    return IncomingFile(tmp_path, "uid-1", len(data), hashlib.sha256(data).hexdigest())
+
+
+def test_partial_file_resumes_from_its_length(tmp_path: Path) -> None:
+    data = os.urandom(100_000)
+    first = _offer_bytes(tmp_path, data)
+    first.write(data[:40_000])
+    first.abort(keep_partial=True)  # a crash or a lost link
+    second = _offer_bytes(tmp_path, data)
+    assert second.offset == 40_000
+    second.write(data[40_000:])
+    final = move_into_place(second.finish(), tmp_path, "x.bin")
+    assert final.read_bytes() == data
+    assert not partial_path(tmp_path, "uid-1").exists()
+
+
+def test_damaged_file_is_discarded_and_never_reaches_a_final_name(tmp_path: Path) -> None:
+    data = os.urandom(1000)
+    incoming = _offer_bytes(tmp_path, data)
+    incoming.write(b"\x00" * 1000)
+    with pytest.raises(TransferError, match="damaged"):
+        incoming.finish()
+    assert [p for p in tmp_path.iterdir() if p.is_file()] == []
+    assert not partial_path(tmp_path, "uid-1").exists()
+
+
+def test_partial_larger_than_the_offer_starts_over(tmp_path: Path) -> None:
+    partial = partial_path(tmp_path, "uid-1")
+    partial.parent.mkdir()
+    partial.write_bytes(b"z" * 50)
+    assert _offer_bytes(tmp_path, b"short").offset == 0
