@@ -1,6 +1,6 @@
 """Draw Chimera's icon (a speech bubble split into LAN green and Telegram blue) with Pillow.
 
-    python assets/make_icons.py     # writes assets/chimera-256.png and chimera_tk/assets/icon-64.png
+    python assets/make_icons.py   # writes assets/chimera-256.png, chimera_tk/assets/icon-64.png
 """
 
 from pathlib import Path

@@ -1,29 +1,215 @@
-"""``chimera-identity``: the team admin's command. This release only describes what it will do."""
+"""``chimera-identity``: the team admin's command for the team CA and identity provider.
+
+``init`` makes a CA folder, ``invite`` prints a one-time invite code (as its last line), ``serve``
+answers enrollment over HTTPS, ``list`` shows issued certificates and open invites. Bad flags
+give one line and exit code 2; problems the admin can fix give one line and exit code 1.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import NoReturn
 
 from chimera_tk import __version__
+from chimera_tk.errors import UserError
+from chimera_tk.pki.invite import MAX_NAME_LENGTH
+from chimera_tk.pki.urls import InvalidBaseUrl, normalize_base_url
+from chimera_tk.pki.userid import InvalidUserId, parse_user_id
 
 DESCRIPTION = """\
 The Chimera identity provider and team certificate authority.
 
-It proves that the person asking for a certificate for Telegram id N owns account N, and signs
-certificates that bind each user's TLS key to their Telegram id. The commands init, serve, invite,
-revoke and list come in a later release of Chimera; this build only prints this help."""
+It signs certificates that bind each user's TLS key to their user id. The admin starts a team
+with init, hands out one-time invite codes with invite, and runs serve where the team can reach
+it; a user joins with: chimera --new --invite CODE"""
+MAX_TEAM_NAME_LENGTH = 40
+MAX_VALID_HOURS = 24 * 365
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="chimera-identity", description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return args.run(args)
+    except UserError as exc:
+        print(f"chimera-identity: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"chimera-identity: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
+              file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="chimera-identity", description=DESCRIPTION,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"chimera-identity {__version__}")
-    parser.parse_args(argv)
-    parser.print_help()
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    folder = argparse.ArgumentParser(add_help=False)
+    folder.add_argument("--dir", type=Path, required=True, metavar="DIR",
+                        help="the CA folder (keys, certificates, state)")
+
+    init = commands.add_parser("init", parents=[folder], help="create a new team CA in DIR")
+    init.add_argument("--url", type=_base_url, metavar="https://HOST:PORT",
+                      help="the address clients will use (default: this machine's LAN IPv4 "
+                           "address, port 8443)")
+    init.add_argument("--name", type=_team_name, default=None, metavar="TEAM",
+                      help="the team's name, shown in its certificates")
+    init.set_defaults(run=_init)
+
+    invite = commands.add_parser("invite", parents=[folder],
+                                 help="print a one-time invite code for one user id")
+    invite.add_argument("--id", type=_user_id, required=True, metavar="N",
+                        help="the user id the certificate will be for")
+    invite.add_argument("--name", type=_person_name, default="", metavar="NAME",
+                        help="who the invite is for (shown to them and in list)")
+    invite.add_argument("--valid-hours", type=_hours, default=72.0, metavar="H",
+                        help="how long the invite can be used (default: %(default)g)")
+    invite.set_defaults(run=_invite)
+
+    serve = commands.add_parser("serve", parents=[folder], help="answer enrollment over HTTPS")
+    serve.add_argument("--listen", metavar="HOST:PORT",
+                       help="where to listen (default: all addresses, the port of the CA's url)")
+    serve.set_defaults(run=_serve)
+
+    listing = commands.add_parser("list", parents=[folder],
+                                  help="show issued certificates and open invites")
+    listing.set_defaults(run=_list)
+    return parser
+
+
+def _init(args: argparse.Namespace) -> int:
+    from chimera_tk.identity.bootstrap import DEFAULT_TEAM_NAME, create_authority, default_url
+    from chimera_tk.identity.layout import AuthorityFiles
+
+    url = args.url or default_url()
+    settings = create_authority(args.dir, url=url, team_name=args.name or DEFAULT_TEAM_NAME)
+    authority = _open(args.dir)
+    fingerprint = authority.root_fingerprint
+    authority.close()
+    files = AuthorityFiles(args.dir.expanduser().absolute())
+    print(f"Created the CA of {settings.team_name!r} in {files.root}")
+    print(f"  address clients use:  {settings.url}")
+    print(f"  root fingerprint:     {fingerprint}")
+    print(f"  provisioner:          {settings.provisioner_name} (kid {settings.provisioner_kid})")
+    print(f"Next: chimera-identity serve --dir {files.root}")
+    print(f"      chimera-identity invite --dir {files.root} --id USER_ID --name NAME")
     return 0
+
+
+def _invite(args: argparse.Namespace) -> int:
+    authority = _open(args.dir)
+    try:
+        valid_for = timedelta(hours=args.valid_hours)
+        code = authority.create_invite(args.id, args.name, valid_for)
+    finally:
+        authority.close()
+    until = datetime.now(UTC) + valid_for
+    who = f"id {args.id}" + (f" ({args.name})" if args.name else "")
+    print(f"Invite for {who}, usable once until {until:%Y-%m-%d %H:%M} UTC.")
+    print("They join with: chimera --new --invite CODE, where CODE is the next line.")
+    print(code)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from chimera_tk.identity.server import parse_listen, serve
+    from chimera_tk.pki.urls import url_port
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    authority = _open(args.dir)
+    try:
+        host, port = parse_listen(args.listen or f"0.0.0.0:{url_port(authority.settings.url)}")
+        authority.ensure_server_certificate()
+        serve(authority, host, port)
+    finally:
+        authority.close()
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    authority = _open(args.dir)
+    now = datetime.now(UTC)
+    try:
+        certificates = authority.state.certificates()
+        invites = authority.state.open_invites(now)
+    finally:
+        authority.close()
+    print(f"Issued certificates ({len(certificates)}):")
+    for cert in certificates:
+        state = "valid" if cert.not_after > now else "expired"
+        print(f"  id {cert.user_id:<20} serial {cert.serial:x}  "
+              f"until {cert.not_after:%Y-%m-%d %H:%M} UTC  {state}")
+    print(f"Open invites ({len(invites)}):")
+    for invite in invites:
+        print(f"  id {invite.user_id:<20} {invite.name or '-':<24} "
+              f"until {invite.expires_at:%Y-%m-%d %H:%M} UTC")
+    return 0
+
+
+def _open(directory: Path):  # -> Authority, imported late to keep --help fast
+    from chimera_tk.identity.authority import Authority
+
+    folder = directory.expanduser().absolute()
+    if not folder.is_dir():
+        raise UserError(f"{folder} is not a CA folder; create one with: "
+                        f"chimera-identity init --dir {folder}")
+    return Authority.open(folder)
+
+
+def _base_url(value: str) -> str:
+    try:
+        return normalize_base_url(value)
+    except InvalidBaseUrl as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _user_id(value: str) -> int:
+    try:
+        return parse_user_id(value)
+    except InvalidUserId:
+        raise argparse.ArgumentTypeError(f"{value[:40]!r} is not a user id") from None
+
+
+def _team_name(value: str) -> str:
+    if not 0 < len(value) <= MAX_TEAM_NAME_LENGTH or not value.isprintable():
+        raise argparse.ArgumentTypeError(
+            f"the team name must be 1-{MAX_TEAM_NAME_LENGTH} printable characters")
+    return value
+
+
+def _person_name(value: str) -> str:
+    if len(value) > MAX_NAME_LENGTH or not value.isprintable():
+        raise argparse.ArgumentTypeError(
+            f"the name must be at most {MAX_NAME_LENGTH} printable characters")
+    return value
+
+
+def _hours(value: str) -> float:
+    try:
+        hours = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of hours") from None
+    if not 0 < hours <= MAX_VALID_HOURS:
+        raise argparse.ArgumentTypeError(f"hours must be more than 0 and at most "
+                                         f"{MAX_VALID_HOURS}")
+    return hours
 
 
 if __name__ == "__main__":

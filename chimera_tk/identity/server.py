@@ -1,0 +1,168 @@
+"""``chimera-identity serve``: the CA and identity provider over HTTPS (aiohttp, TLS 1.2+).
+
+Routes (step-ca's subset, plus the invite endpoint of the identity provider)::
+
+    GET  /health            200 {"status": "ok"}
+    GET  /version           200 {"version": ..., "requireClientAuthentication": false}
+    GET  /roots             200 {"crts": [root PEM]}           (step-ca answers 201)
+    GET  /root/{sha256}     200 {"ca": root PEM}               (step ca bootstrap)
+    POST /enroll/invite     200 {"ott": JWT}     body {"secret": str, "id": int}
+    POST /1.0/sign          201 {"crt", "ca", "certChain"}     body {"csr", "ott"[, "notAfter"]}
+
+Every refusal is JSON ``{"status": N, "message": "..."}`` as step-ca writes it. Bodies are capped
+at 64 KiB and checked for shape here; the rules live in :mod:`chimera_tk.identity.authority`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from chimera_tk import __version__
+from chimera_tk.errors import UserError
+from chimera_tk.identity.authority import ApiError, Authority
+from chimera_tk.identity.layout import AuthorityFiles
+from chimera_tk.pki.certs import certificate_pem
+from chimera_tk.pki.userid import InvalidUserId, check_user_id
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_SECRET_LENGTH = 100
+MAX_CSR_LENGTH = 16 * 1024
+MAX_TOKEN_LENGTH = 8 * 1024
+AUTHORITY = web.AppKey("authority", Authority)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def build_app(authority: Authority) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_json_errors])
+    app[AUTHORITY] = authority
+    app.add_routes([
+        web.get("/health", _health),
+        web.get("/version", _version),
+        web.get("/roots", _roots),
+        web.get("/root/{fingerprint}", _root_by_fingerprint),
+        web.post("/enroll/invite", _enroll_invite),
+        web.post("/1.0/sign", _sign),
+    ])
+    return app
+
+
+def server_ssl_context(files: AuthorityFiles) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(files.server_certificate, files.server_key)
+    return context
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPv6]:PORT`` into (host, port); UserError otherwise."""
+    host, _, port_text = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise UserError(f"--listen {text!r} must be HOST:PORT, for example 0.0.0.0:8443")
+    return host, int(port_text)
+
+
+def serve(authority: Authority, host: str, port: int) -> None:
+    """Serve until SIGINT or SIGTERM."""
+    app = build_app(authority)
+    context = server_ssl_context(authority.files)
+    print(f"chimera-identity: serving {authority.settings.url} on {host}:{port}", flush=True)
+    web.run_app(app, host=host, port=port, ssl_context=context, print=None,
+                handle_signals=True, shutdown_timeout=5)
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as refusal:
+        # Clients get the same short message; the admin reads it here, next to the address.
+        log.info("refused %s %s from %s: %s %s", request.method, request.path, request.remote,
+                 refusal.status, refusal.message)
+        return _error(refusal.status, refusal.message)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error(exc.status, exc.reason)
+    except Exception:
+        log.exception("unexpected error answering %s %s", request.method, request.path)
+        return _error(500, "internal error; see the identity provider's log")
+
+
+async def _health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _version(request: web.Request) -> web.Response:
+    return web.json_response({"version": f"chimera-identity {__version__}",
+                              "requireClientAuthentication": False})
+
+
+async def _roots(request: web.Request) -> web.Response:
+    return web.json_response({"crts": [certificate_pem(request.app[AUTHORITY].root)]})
+
+
+async def _root_by_fingerprint(request: web.Request) -> web.Response:
+    authority = request.app[AUTHORITY]
+    if request.match_info["fingerprint"].lower() != authority.root_fingerprint:
+        raise ApiError(404, "no root certificate with that fingerprint")
+    return web.json_response({"ca": certificate_pem(authority.root)})
+
+
+async def _enroll_invite(request: web.Request) -> web.Response:
+    body = await _json_object(request)
+    secret = _string(body, "secret", MAX_SECRET_LENGTH)
+    try:
+        user_id = check_user_id(body.get("id"))
+    except InvalidUserId:
+        raise ApiError(400, "id must be a user id: a whole number from 1 to 2**63-1") from None
+    token = request.app[AUTHORITY].redeem_invite(secret, user_id)
+    return web.json_response({"ott": token})
+
+
+async def _sign(request: web.Request) -> web.Response:
+    body = await _json_object(request)
+    csr = _string(body, "csr", MAX_CSR_LENGTH)
+    ott = _string(body, "ott", MAX_TOKEN_LENGTH)
+    not_after = body.get("notAfter")
+    if not_after is not None and (not isinstance(not_after, str) or len(not_after) > 64):
+        raise ApiError(400, "notAfter must be a short string such as \"240h\"")
+    if body.get("notBefore"):
+        raise ApiError(400, "notBefore is not supported by this CA")
+    issued = request.app[AUTHORITY].sign(csr, ott, not_after or None)
+    leaf, intermediate = certificate_pem(issued.leaf), certificate_pem(issued.intermediate)
+    return web.json_response({"crt": leaf, "ca": intermediate, "certChain": [leaf, intermediate]},
+                             status=201)
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()  # raises 413 beyond client_max_size
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ApiError(400, "the request body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    return body
+
+
+def _string(body: dict[str, Any], name: str, max_length: int) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value:
+        raise ApiError(400, f"{name} must be a non-empty string")
+    if len(value) > max_length:
+        raise ApiError(400, f"{name} is too long")
+    return value
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"status": status, "message": message}, status=status)

@@ -1,0 +1,184 @@
+"""The CA's records in SQLite: invites (only a hash of each secret), issued certificates, and the
+ids of spent tokens. All SQL of the identity provider lives here, always with parameters.
+
+Several processes may use the file at once (``serve`` and an admin running ``invite``), so it runs
+in WAL mode with a busy timeout, and every check-then-write happens inside ``BEGIN IMMEDIATE``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from chimera_tk.errors import UserError
+from chimera_tk.fsutil import create_private_file
+
+_MIGRATIONS = [
+    """
+    CREATE TABLE invites (
+        secret_sha256 TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        used_at INTEGER
+    );
+    -- serials are 159-bit numbers, too wide for INTEGER: kept as decimal text
+    CREATE TABLE certificates (
+        serial TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL,
+        not_before INTEGER NOT NULL,
+        not_after INTEGER NOT NULL,
+        issued_at INTEGER NOT NULL
+    );
+    CREATE INDEX certificates_by_user ON certificates (user_id, not_after);
+    CREATE TABLE used_tokens (
+        jti TEXT PRIMARY KEY,
+        expires_at INTEGER NOT NULL
+    );
+    """,
+]
+
+
+class InviteOutcome(enum.Enum):
+    ACCEPTED = "accepted"
+    UNKNOWN = "unknown"
+    USED = "used"
+    EXPIRED = "expired"
+    OTHER_USER = "other user"
+
+
+class TokenAlreadyUsed(Exception):
+    """The token's jti is on record: a replay."""
+
+
+@dataclass(frozen=True, slots=True)
+class InviteRecord:
+    user_id: int
+    name: str
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateRecord:
+    serial: int
+    user_id: int
+    not_before: datetime
+    not_after: datetime
+    issued_at: datetime
+
+
+class AuthorityState:
+    """One connection to the CA's state file, or to an in-memory database for ``None``."""
+
+    def __init__(self, path: Path | None) -> None:
+        if path is not None and not path.exists():
+            create_private_file(path)
+        self._conn = sqlite3.connect(":memory:" if path is None else path,
+                                     isolation_level=None, timeout=5.0)
+        self._conn.execute("PRAGMA busy_timeout = 5000")
+        if path is not None:
+            self._conn.execute("PRAGMA journal_mode = WAL")
+        self._migrate()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def add_invite(self, secret_sha256: str, user_id: int, name: str, created_at: datetime,
+                   expires_at: datetime) -> None:
+        with self._transaction():
+            self._conn.execute(
+                "INSERT INTO invites (secret_sha256, user_id, name, created_at, expires_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (secret_sha256, user_id, name, _ts(created_at), _ts(expires_at)))
+
+    def consume_invite(self, secret_sha256: str, user_id: int, now: datetime) -> InviteOutcome:
+        """Mark the invite used if it exists, is unused, unexpired and for ``user_id``."""
+        with self._transaction():
+            row = self._conn.execute(
+                "SELECT user_id, expires_at, used_at FROM invites WHERE secret_sha256 = ?",
+                (secret_sha256,)).fetchone()
+            if row is None:
+                return InviteOutcome.UNKNOWN
+            invited_id, expires_at, used_at = row
+            if used_at is not None:
+                return InviteOutcome.USED
+            if _ts(now) >= expires_at:
+                return InviteOutcome.EXPIRED
+            if invited_id != user_id:
+                return InviteOutcome.OTHER_USER
+            self._conn.execute("UPDATE invites SET used_at = ? WHERE secret_sha256 = ?",
+                               (_ts(now), secret_sha256))
+            return InviteOutcome.ACCEPTED
+
+    def record_issued(self, *, jti: str, token_expires_at: datetime, serial: int, user_id: int,
+                      not_before: datetime, not_after: datetime, now: datetime) -> None:
+        """Spend the token and record the certificate, both or neither; TokenAlreadyUsed."""
+        with self._transaction():
+            # A token past its expiry is refused anyway, so its jti need not be kept any longer.
+            self._conn.execute("DELETE FROM used_tokens WHERE expires_at < ?",
+                               (_ts(now) - 86400,))
+            try:
+                self._conn.execute("INSERT INTO used_tokens (jti, expires_at) VALUES (?, ?)",
+                                   (jti, _ts(token_expires_at)))
+            except sqlite3.IntegrityError:
+                raise TokenAlreadyUsed(jti) from None
+            self._conn.execute(
+                "INSERT INTO certificates (serial, user_id, not_before, not_after, issued_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (str(serial), user_id, _ts(not_before), _ts(not_after), _ts(now)))
+
+    def certificates(self) -> list[CertificateRecord]:
+        rows = self._conn.execute(
+            "SELECT serial, user_id, not_before, not_after, issued_at FROM certificates "
+            "ORDER BY issued_at, serial").fetchall()
+        return [CertificateRecord(int(serial), user_id, _dt(nb), _dt(na), _dt(issued))
+                for serial, user_id, nb, na, issued in rows]
+
+    def open_invites(self, now: datetime) -> list[InviteRecord]:
+        rows = self._conn.execute(
+            "SELECT user_id, name, created_at, expires_at, used_at FROM invites "
+            "WHERE used_at IS NULL AND expires_at > ? ORDER BY created_at",
+            (_ts(now),)).fetchall()
+        return [InviteRecord(user_id, name, _dt(created), _dt(expires), None)
+                for user_id, name, created, expires, _ in rows]
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self._transaction():
+            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(_MIGRATIONS):
+                raise UserError("the CA's state.db was written by a newer Chimera")
+            for script in _MIGRATIONS[version:]:
+                for statement in _statements(script):
+                    self._conn.execute(statement)
+            self._conn.execute(f"PRAGMA user_version = {len(_MIGRATIONS)}")
+
+
+def _statements(script: str) -> list[str]:
+    # executescript() would commit the open transaction; these scripts hold no ';' in literals.
+    return [part for part in script.split(";") if part.strip()]
+
+
+def _ts(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def _dt(timestamp: int) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)
