@@ -1,9 +1,9 @@
 """The composition root: the one place that builds every component and tears them down in order.
 
 Nothing else constructs services or reaches for globals; tests build the same graph on a temporary
-profile. Shutdown (window close, Ctrl+Q, Ctrl+C, SIGTERM) always runs the same ordered path:
-stop the event pump, stop and join every worker, destroy the window, close the database, release
-the profile lock.
+profile. The same graph runs with a window (``run``) or without one (``run_headless``). Shutdown
+(window close, Ctrl+Q, Ctrl+C, SIGTERM) always takes the same ordered path: stop the event pump,
+stop and join every worker, destroy the window, close the database, release the profile lock.
 """
 
 from __future__ import annotations
@@ -11,16 +11,28 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
+from collections.abc import Callable
 from typing import Protocol
 
 from chimera_tk.config import Config
-from chimera_tk.events import EventDispatcher, EventPump, EventQueue, QuitRequested
+from chimera_tk.errors import ChimeraError, UserError
+from chimera_tk.events import (
+    DialogChanged,
+    EventDispatcher,
+    EventPump,
+    EventQueue,
+    QuitRequested,
+    StatusChanged,
+)
 from chimera_tk.profiles import ProfileLock, ProfilePaths
 from chimera_tk.router import Router
 from chimera_tk.store import Store
+from chimera_tk.store.background import BackgroundWriter
 
 log = logging.getLogger(__name__)
 WORKER_JOIN_TIMEOUT_S = 5.0
+OUTBOX_TICK_S = 1.0
 
 
 class Worker(Protocol):
@@ -38,21 +50,26 @@ class Worker(Protocol):
 
 
 class App:
-    def __init__(self, paths: ProfilePaths, config: Config, *, theme: str | None = None) -> None:
+    def __init__(self, paths: ProfilePaths, config: Config, *, theme: str | None = None,
+                 window: bool = True) -> None:
         self.paths = paths
         self.config = config
         self.events = EventQueue()
         self.dispatcher = EventDispatcher()
         self.workers: list[Worker] = []
         self._theme = theme or config.ui.theme
+        self._with_window = window
         self._lock = ProfileLock(paths)
         self._closed = False
         self._running = False
+        self._quit = threading.Event()
         self.store: Store | None = None
         self.root = None
         self.window = None
         self.pump: EventPump | None = None
         self.router: Router | None = None
+        self.lan = None
+        self.identity = None
 
     # -- building --------------------------------------------------------------------------------
 
@@ -65,47 +82,130 @@ class App:
             self.router = Router(self.store, self.events.post)
             self.router.recover()
             self.dispatcher.subscribe(QuitRequested, lambda e: self.request_quit(e.reason))
-            self._build_window()
+            if self._with_window:
+                self._build_window()  # the LAN is built after the first paint (see start)
+            else:
+                self._build_lan()
         except BaseException:
             self.shutdown()
             raise
         return self
 
+    def _build_lan(self) -> None:
+        from chimera_tk.pki.identity import load_identity
+
+        self.identity = load_identity(self.paths)
+        if not self.config.lan.enabled:
+            self.events.post(StatusChanged("lan", "LAN: off (lan.enabled = false)"))
+            return
+        if self.identity is None:
+            self.events.post(StatusChanged(
+                "lan", "LAN: off — join a team first (chimera --new --invite …)"))
+            self.events.post(StatusChanged("certificate", "Certificate: none"))
+            return
+        from chimera_tk.net.lan import LanService
+
+        self.lan = LanService(
+            self.identity, self.config.lan, self.paths, self.store, self.events.post,
+            self.dispatcher, display_name=self.config.team.display_name or
+            f"User {self.identity.user_id}", on_reachable=self.router.dispatch_due)
+        self.router.register(self.lan)
+        self.workers.append(self.lan)
+
     def _build_window(self) -> None:
+        import sys
         import tkinter as tk
 
-        from chimera_tk.errors import UserError
+        # Workers hold the GIL for up to the switch interval (5 ms by default) whenever the Tk
+        # thread wants it back; a shorter interval keeps the window responsive under load.
+        sys.setswitchinterval(0.001)
+
         from chimera_tk.views.main_window import MainWindow, create_root
 
         try:
             self.root, palette = create_root(self._theme, profile_name=self.paths.name)
         except tk.TclError as exc:
             raise UserError(
-                f"cannot open a window ({exc}). Run Chimera inside a desktop session "
-                "or set DISPLAY.") from None
+                f"cannot open a window ({exc}). Run Chimera inside a desktop session, set "
+                "DISPLAY, or use --headless.") from None
         self.pump = EventPump(self.root, self.events, self.dispatcher)
+        self.writer = BackgroundWriter(self.paths.database, self.events.post)
+        self.workers.append(self.writer)
         self.window = MainWindow(self.root, self.store, self.router, self.dispatcher, palette,
-                                 on_quit=lambda: self.request_quit("window closed"))
+                                 on_quit=lambda: self.request_quit("window closed"),
+                                 presence=self.is_on_lan, post=self.events.post,
+                                 cancel=self.cancel_message, mark_read=self.mark_read)
+        self.window.dialogs.refresh()
 
-    def add_worker(self, worker: Worker) -> None:
-        self.workers.append(worker)
-        if self._running:
-            worker.start()
+    def cancel_message(self, message_id: int) -> None:
+        """The user cancelled an outgoing message or file that has not been delivered yet."""
+        from chimera_tk.events import MessageChanged
+
+        message = self.store.messages.get(message_id)
+        if message.state == "queued":
+            self.store.outbox.give_up(message_id, "cancelled")
+            self.events.post(MessageChanged(self.store.messages.get(message_id)))
+        elif message.state == "sending" and self.lan is not None:
+            self.lan.peer.cancel(message_id)
+
+    def mark_read(self, dialog_id: int) -> None:
+        """Clear a chat's unread count without the Tk thread waiting for the write lock."""
+
+        def write(store: Store) -> DialogChanged | None:
+            dialog = store.dialogs.get(dialog_id)
+            if dialog.unread_count == 0:
+                return None
+            store.dialogs.mark_read(dialog_id)
+            return DialogChanged(store.dialogs.get(dialog_id))
+
+        self.writer.submit(write)
+
+    def is_on_lan(self, user_id: int) -> bool:
+        return self.lan is not None and user_id in self.lan.verified
 
     # -- running ---------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Show the window and start the pump and workers (without entering the main loop)."""
+        """Show the window (if any) and start the workers, without entering a main loop.
+
+        With a window, the workers (and the LAN with its certificate parsing) start from the
+        first idle moment, after Tk has drawn the window: nothing delays the first paint.
+        """
         self._running = True
-        assert self.pump is not None and self.window is not None
+        if self.window is None:
+            self._start_workers()
+            log.info("headless mode started for profile %s", self.paths.name)
+            return
         self.pump.start()
-        for worker in self.workers:
-            worker.start()
+        self.root.after(int(OUTBOX_TICK_S * 1000), self._tick)
         self.window.show()
         log.info("window shown for profile %s", self.paths.name)
+        self.root.after_idle(self._start_workers)
+
+    def _start_workers(self) -> None:
+        if not self._running:
+            return
+        if self._with_window and self.lan is None and self.identity is None:
+            self._build_lan()
+        for worker in self.workers:
+            try:
+                worker.start()
+            except ChimeraError as exc:
+                log.error("%s did not start: %s", worker.name, exc)
+                self.events.post(StatusChanged("lan", f"LAN: off — {exc}", "error"))
+
+    def _tick(self) -> None:
+        """Messages whose retry time came, or written by ``chimera send`` in another process."""
+        if self._running and self.router is not None:
+            try:
+                self.router.dispatch_due()
+            except Exception:
+                log.exception("outbox dispatch failed")
+            if self.root is not None:
+                self.root.after(int(OUTBOX_TICK_S * 1000), self._tick)
 
     def run(self) -> None:
-        """Run until the user quits or a signal arrives; always ends with :meth:`shutdown`."""
+        """Run the window until the user quits or a signal arrives; always ends in shutdown."""
         previous = self._install_signal_handlers()
         try:
             self.start()
@@ -114,12 +214,35 @@ class App:
             self._restore_signal_handlers(previous)
             self.shutdown()
 
+    def run_headless(self, until: Callable[[], bool] | None = None) -> None:
+        """Run every worker with no window: the main thread dispatches events and the outbox.
+
+        Stops on SIGTERM/Ctrl+C, on QuitRequested, or when ``until()`` becomes true.
+        """
+        previous = self._install_signal_handlers()
+        try:
+            self.start()
+            next_tick = time.monotonic()
+            while not self._quit.is_set() and not (until is not None and until()):
+                event = self.events.get(timeout=0.1)
+                while event is not None:
+                    self.dispatcher.dispatch(event)
+                    event = self.events.get_nowait()
+                if time.monotonic() >= next_tick:
+                    next_tick = time.monotonic() + OUTBOX_TICK_S
+                    self.router.dispatch_due()
+        finally:
+            self._restore_signal_handlers(previous)
+            self.shutdown()
+
     def request_quit(self, reason: str = "") -> None:
-        """Safe from the Tk thread; other threads and signal handlers post QuitRequested."""
+        """Safe from the main thread; other threads and signal handlers post QuitRequested."""
         log.info("quitting: %s", reason or "requested")
+        self._quit.set()
         if self.root is not None and self._running:
             self._running = False
             self.root.quit()
+        self._running = False
 
     def shutdown(self) -> None:
         """Tear everything down in order. Idempotent; never leaves a thread or a lock behind."""
@@ -156,6 +279,7 @@ class App:
 
         def on_signal(signum: int, _frame: object) -> None:
             self.events.post(QuitRequested(signal.Signals(signum).name))
+            self._quit.set()
 
         previous = {}
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -168,5 +292,6 @@ class App:
             signal.signal(signum, handler)
 
 
-def build_app(paths: ProfilePaths, config: Config, *, theme: str | None = None) -> App:
-    return App(paths, config, theme=theme).build()
+def build_app(paths: ProfilePaths, config: Config, *, theme: str | None = None,
+              window: bool = True) -> App:
+    return App(paths, config, theme=theme, window=window).build()

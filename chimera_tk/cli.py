@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--to", type=_user_id, required=True, metavar="ID",
                       help="the recipient's Telegram user id")
     send.add_argument("--file", type=Path, metavar="PATH", help="a file to send")
-    send.add_argument("text", nargs="?", help="the message text")
+    send.add_argument("text", nargs="?", help="the message text ('-' reads standard input)")
     send.add_argument("--wait", type=_seconds, default=30.0, metavar="S",
                       help="how long to wait for delivery (default: %(default)s s)")
     send.add_argument("--lan-only", action="store_true",

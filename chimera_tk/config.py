@@ -57,6 +57,7 @@ class TeamSettings:
     identity_url: str = ""
     ca_url: str = ""
     cert_lifetime_hours: int = 240
+    display_name: str = ""  # the name LAN peers see in our HELLO
 
     def validate(self) -> None:
         _require(1 <= self.cert_lifetime_hours <= 264, "team.cert_lifetime_hours must be 1-264")

@@ -94,6 +94,16 @@ class PeerUnavailable:
 
 
 @dataclass(frozen=True, slots=True)
+class FileHashed:
+    """A file the user attached has been read and hashed, off the Tk thread; now it can queue."""
+
+    dialog_id: int
+    path: str
+    sha256: str | None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TransferProgress:
     message_id: int
     file_id: int

@@ -17,7 +17,7 @@ from chimera_tk.store.messages import MessageRepository
 from chimera_tk.store.records import TRANSPORTS, OutboxEntry, utc_now_ms
 
 _SELECT = """SELECT o.id, o.message_id, m.dialog_id, o.route, o.attempts, o.next_attempt_at,
-                    o.last_error
+                    o.last_error, o.lan_only
              FROM outbox AS o JOIN messages AS m ON m.id = o.message_id"""
 
 
@@ -26,9 +26,11 @@ class OutboxRepository:
         self._conn = conn
         self._messages = messages
 
-    def enqueue(self, message_id: int, *, not_before: int = 0) -> OutboxEntry:
-        self._conn.execute("INSERT INTO outbox (message_id, next_attempt_at) VALUES (?, ?)",
-                           (message_id, not_before))
+    def enqueue(self, message_id: int, *, not_before: int = 0,
+                lan_only: bool = False) -> OutboxEntry:
+        self._conn.execute(
+            "INSERT INTO outbox (message_id, next_attempt_at, lan_only) VALUES (?, ?, ?)",
+            (message_id, not_before, int(lan_only)))
         return self.get(message_id)
 
     def get(self, message_id: int) -> OutboxEntry:

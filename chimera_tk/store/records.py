@@ -95,3 +95,4 @@ class OutboxEntry:
     attempts: int
     next_attempt_at: int
     last_error: str | None
+    lan_only: bool = False

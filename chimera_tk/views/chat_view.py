@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import tkinter as tk
+from collections.abc import Callable
+from pathlib import Path
 from tkinter import ttk
 
 from chimera_tk.errors import UserError
-from chimera_tk.events import DialogChanged, EventDispatcher, MessageChanged, MessageStored
-from chimera_tk.router import Router
+from chimera_tk.events import (
+    DialogChanged,
+    EventDispatcher,
+    FileHashed,
+    MessageChanged,
+    MessageStored,
+    TransferProgress,
+)
+from chimera_tk.router import Router, file_sha256
 from chimera_tk.store import Store
+from chimera_tk.store.records import Dialog, Message
 from chimera_tk.views.composer import Composer
+from chimera_tk.views.formatting import human_size
 from chimera_tk.views.message_view import MessageView
 from chimera_tk.views.theme import Palette
 
@@ -23,8 +35,18 @@ _KIND_LABELS = {"user": "person", "group": "group", "channel": "channel",
 
 class ChatView(ttk.Frame):
     def __init__(self, master: tk.Misc, store: Store, router: Router,
-                 dispatcher: EventDispatcher, palette: Palette) -> None:
+                 dispatcher: EventDispatcher, palette: Palette,
+                 presence: Callable[[int], bool] = lambda _id: False,
+                 post: Callable[[object], None] | None = None,
+                 cancel: Callable[[int], None] | None = None,
+                 mark_read: Callable[[int], None] | None = None) -> None:
         super().__init__(master)
+        self._mark_read = mark_read or store.dialogs.mark_read
+        self._presence = presence
+        self._post = post or dispatcher.dispatch
+        self._cancel = cancel
+        self._transfer_message: int | None = None
+        self._mark_read_pending = False
         self._store = store
         self._router = router
         self._palette = palette
@@ -33,6 +55,8 @@ class ChatView(ttk.Frame):
             dispatcher.subscribe(MessageStored, self._on_message_stored),
             dispatcher.subscribe(MessageChanged, self._on_message_changed),
             dispatcher.subscribe(DialogChanged, self._on_dialog_changed),
+            dispatcher.subscribe(TransferProgress, self._on_progress),
+            dispatcher.subscribe(FileHashed, self._on_file_hashed),
         ]
         self.show_placeholder()
 
@@ -44,11 +68,107 @@ class ChatView(ttk.Frame):
         self.subtitle = ttk.Label(header, foreground=self._palette.muted)
         self.subtitle.pack(anchor="w")
         ttk.Separator(self).pack(side="top", fill="x")
-        self.composer = Composer(self, self._palette, self._send)
+        self.composer = Composer(self, self._palette, self._send, on_attach=self.choose_files)
         self.composer.pack(side="bottom", fill="x")
+        self._build_transfer_bar()
         ttk.Separator(self).pack(side="bottom", fill="x")
-        self.messages = MessageView(self, self._store, self._palette)
+        self.messages = MessageView(self, self._store, self._palette,
+                                    on_file_action=self._file_action)
         self.messages.pack(side="top", fill="both", expand=True)
+
+    def _build_transfer_bar(self) -> None:
+        self.transfer_bar = ttk.Frame(self, padding=(12, 6, 12, 0))
+        self.transfer_label = ttk.Label(self.transfer_bar)
+        self.transfer_label.pack(side="left")
+        self.transfer_cancel = ttk.Button(self.transfer_bar, text="Cancel",
+                                          command=self._cancel_transfer)
+        self.transfer_cancel.pack(side="right")
+        self.transfer_progress = ttk.Progressbar(self.transfer_bar, mode="determinate",
+                                                 maximum=1000)
+        self.transfer_progress.pack(side="right", fill="x", expand=True, padx=10)
+
+    # -- files -----------------------------------------------------------------------------------
+
+    def choose_files(self) -> None:
+        from tkinter import filedialog
+
+        if self.dialog_id is None:
+            return
+        for name in filedialog.askopenfilenames(parent=self, title="Send files"):
+            self.attach(Path(name))
+
+    def attach(self, path: Path) -> None:
+        """Hash the file on a short-lived thread; FileHashed brings it back here to queue."""
+        dialog_id = self.dialog_id
+        if dialog_id is None:
+            return
+        self.composer.show_error("")
+        threading.Thread(target=_hash_file, args=(dialog_id, path, self._post),
+                         name="hash-attachment", daemon=True).start()
+
+    def enable_drop(self) -> bool:
+        """Accept files dragged from the desktop (tkdnd); without it, the Attach button remains."""
+        try:
+            from tkinterdnd2 import DND_FILES, TkinterDnD
+
+            TkinterDnD._require(self.winfo_toplevel())
+        except Exception as exc:  # a missing native extension must not stop the app
+            log.info("drag and drop unavailable: %s", exc)
+            return False
+        for widget in (self.messages.text, self.composer.text):
+            widget.drop_target_register(DND_FILES)
+            widget.dnd_bind("<<Drop>>", self._on_drop)
+        return True
+
+    def _on_drop(self, event: object) -> str:
+        for name in self.tk.splitlist(event.data):  # type: ignore[attr-defined]
+            self.attach(Path(name))
+        return "copy"
+
+    def _on_file_hashed(self, event: FileHashed) -> None:
+        if event.error is not None:
+            self.composer.show_error(event.error)
+            return
+        try:
+            self._router.send_file(event.dialog_id, Path(event.path), sha256=event.sha256)
+        except UserError as exc:
+            self.composer.show_error(str(exc))
+
+    def _file_action(self, action: str, message: Message) -> None:
+        from chimera_tk.views.desktop import open_path, show_in_folder
+
+        file = self._store.files.get(message.file_id)
+        try:
+            if file.path is None:
+                raise UserError(f"{file.name} is not on this computer")
+            (open_path if action == "open" else show_in_folder)(Path(file.path))
+        except UserError as exc:
+            self.composer.show_error(str(exc))
+
+    def _on_progress(self, event: TransferProgress) -> None:
+        self.messages.show_progress(event.message_id, event.bytes_done, event.total)
+        message_dialog = next((m.dialog_id for m in self.messages.loaded
+                               if m.id == event.message_id), None)
+        if not event.outgoing or message_dialog != self.dialog_id:
+            return
+        if event.bytes_done >= event.total:
+            self._hide_transfer()
+            return
+        self._transfer_message = event.message_id
+        self.transfer_progress.configure(value=1000 * event.bytes_done // max(1, event.total))
+        self.transfer_label.configure(
+            text=f"Sending {human_size(event.bytes_done)} of {human_size(event.total)}")
+        if not self.transfer_bar.winfo_ismapped():
+            self.transfer_bar.pack(side="bottom", fill="x", before=self.composer)
+
+    def _hide_transfer(self) -> None:
+        self._transfer_message = None
+        self.transfer_bar.pack_forget()
+
+    def _cancel_transfer(self) -> None:
+        if self._transfer_message is not None and self._cancel is not None:
+            self._cancel(self._transfer_message)
+        self._hide_transfer()
 
     @property
     def dialog_id(self) -> int | None:
@@ -62,7 +182,7 @@ class ChatView(ttk.Frame):
 
     def open_dialog(self, dialog_id: int) -> None:
         dialog = self._store.dialogs.get(dialog_id)
-        self._store.dialogs.mark_read(dialog_id)
+        self._mark_read(dialog_id)
         self.title.configure(text=dialog.title or str(dialog.id))
         self.subtitle.configure(text=self._subtitle(dialog))
         self.messages.open(dialog)
@@ -70,7 +190,7 @@ class ChatView(ttk.Frame):
         self.composer.show_error("")
         self.composer.text.focus_set()
 
-    def _subtitle(self, dialog) -> str:
+    def _subtitle(self, dialog: Dialog) -> str:
         parts = [_KIND_LABELS.get(dialog.kind, dialog.kind)]
         if dialog.username:
             parts.append("@" + dialog.username)
@@ -78,6 +198,8 @@ class ChatView(ttk.Frame):
             parts.append(dialog.phone)
         if dialog.lan_only:
             parts.append("LAN only")
+        if dialog.kind == "user":
+            parts.append("on your LAN now" if self._presence(dialog.id) else "not on the LAN")
         return " · ".join(parts)
 
     def _send(self, text: str) -> None:
@@ -93,12 +215,21 @@ class ChatView(ttk.Frame):
     def _on_message_stored(self, event: MessageStored) -> None:
         if event.message.dialog_id == self.dialog_id:
             self.messages.append(event.message)
-            if not event.message.outgoing:
-                self._store.dialogs.mark_read(event.message.dialog_id)
+            if not event.message.outgoing and not self._mark_read_pending:
+                self._mark_read_pending = True  # one write per burst, not one per message
+                self.after_idle(self._mark_open_chat_read)
+
+    def _mark_open_chat_read(self) -> None:
+        self._mark_read_pending = False
+        if self.dialog_id is not None:
+            self._mark_read(self.dialog_id)
 
     def _on_message_changed(self, event: MessageChanged) -> None:
         if event.message.dialog_id == self.dialog_id:
             self.messages.replace(event.message)
+            if (event.message.id == self._transfer_message
+                    and event.message.state in ("delivered", "failed", "queued")):
+                self._hide_transfer()
 
     def _on_dialog_changed(self, event: DialogChanged) -> None:
         if event.dialog.id == self.dialog_id:
@@ -109,3 +240,12 @@ class ChatView(ttk.Frame):
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         super().destroy()
+
+
+def _hash_file(dialog_id: int, path: Path, post: Callable[[object], None]) -> None:
+    try:
+        if not path.is_file():
+            raise OSError(f"{path.name} is not a file")
+        post(FileHashed(dialog_id, str(path), file_sha256(path)))
+    except OSError as exc:
+        post(FileHashed(dialog_id, str(path), None, error=f"Cannot send {path.name}: {exc}"))

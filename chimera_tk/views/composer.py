@@ -12,9 +12,11 @@ from chimera_tk.views.theme import Palette
 
 class Composer(ttk.Frame):
     def __init__(self, master: tk.Misc, palette: Palette,
-                 on_send: Callable[[str], None]) -> None:
+                 on_send: Callable[[str], None],
+                 on_attach: Callable[[], None] | None = None) -> None:
         super().__init__(master, padding=(12, 6, 12, 10))
         self._on_send = on_send
+        self._on_attach = on_attach
         self._palette = palette
         self._build()
 
@@ -26,6 +28,8 @@ class Composer(ttk.Frame):
         self.send_button = ttk.Button(row, text="Send", style="Accent.TButton",
                                       command=self.send)
         self.send_button.pack(side="right", padx=(8, 0), fill="y")
+        self.attach_button = ttk.Button(row, text="Attach", command=self.attach, width=7)
+        self.attach_button.pack(side="left", padx=(0, 8), fill="y")
         self.text = tk.Text(row, width=1, height=3, wrap="word", undo=True, borderwidth=0,
                             relief="flat", highlightthickness=1, highlightbackground=p.muted,
                             highlightcolor=p.accent, padx=8, pady=6, background=p.surface,
@@ -35,10 +39,16 @@ class Composer(ttk.Frame):
         self.text.bind("<Return>", self._on_return)
         self.text.bind("<KP_Enter>", self._on_return)
         self.text.bind("<Shift-Return>", self._on_shift_return)
+        self.text.bind("<Control-o>", lambda _e: (self.attach(), "break")[1])
 
     def set_enabled(self, enabled: bool) -> None:
         self.text.configure(state="normal" if enabled else "disabled")
-        self.send_button.state(["!disabled"] if enabled else ["disabled"])
+        for button in (self.send_button, self.attach_button):
+            button.state(["!disabled"] if enabled else ["disabled"])
+
+    def attach(self) -> None:
+        if self._on_attach is not None:
+            self._on_attach()
 
     def content(self) -> str:
         return self.text.get("1.0", "end-1c")

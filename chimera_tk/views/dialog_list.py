@@ -12,14 +12,17 @@ from chimera_tk.store.records import Dialog
 from chimera_tk.views.formatting import dialog_row_label, unread_badge
 
 REFRESH_DELAY_MS = 60
+LAN_DOT = "●"  # shown after the name of a person who is on the LAN right now
 MAX_ROWS = 1000
 
 
 class DialogListView(ttk.Frame):
     def __init__(self, master: tk.Misc, store: Store, dispatcher: EventDispatcher,
-                 on_select: Callable[[int], None]) -> None:
+                 on_select: Callable[[int], None],
+                 presence: Callable[[int], bool] = lambda _id: False) -> None:
         super().__init__(master, padding=(8, 8, 4, 8))
         self._store = store
+        self._presence = presence
         self._on_select = on_select
         self._refresh_after: str | None = None
         self._selected: int | None = None
@@ -86,7 +89,10 @@ class DialogListView(ttk.Frame):
             self._on_select(dialog_id)
 
     def _insert(self, dialog: Dialog) -> None:
-        self.tree.insert("", "end", iid=str(dialog.id), text=dialog_row_label(dialog),
+        label = dialog_row_label(dialog)
+        if self._presence(dialog.id):
+            label = f"{label}  {LAN_DOT}"
+        self.tree.insert("", "end", iid=str(dialog.id), text=label,
                          values=(unread_badge(dialog.unread_count),),
                          tags=("unread",) if dialog.unread_count else ())
 

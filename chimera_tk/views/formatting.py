@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from chimera_tk.store.records import Dialog, Message
+from chimera_tk.store.records import Dialog, FileRecord, Message
 
 DISPLAY_LIMIT_CHARS = 20_000
 
@@ -80,3 +80,28 @@ def unread_badge(count: int) -> str:
     if count <= 0:
         return ""
     return "999+" if count > 999 else str(count)
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def file_status(file: FileRecord, progress: tuple[int, int] | None, outgoing: bool) -> str:
+    """What a file message says about its bytes: size, progress, or what went wrong."""
+    size = human_size(file.size)
+    if file.state == "complete" and (outgoing or progress is None):
+        return size
+    if file.state == "failed":
+        return f"{size} · transfer failed"
+    if file.state == "cancelled":
+        return f"{size} · cancelled"
+    if progress is not None and progress[1] > 0:
+        done, total = progress
+        verb = "sending" if outgoing else "receiving"
+        return f"{human_size(done)} of {size} · {verb} {100 * done // total}%"
+    return f"{size} · waiting"

@@ -34,7 +34,11 @@ def create_root(theme_setting: str, *, profile_name: str) -> tuple[tk.Tk, Palett
 
 class MainWindow(ttk.Frame):
     def __init__(self, root: tk.Tk, store: Store, router: Router, dispatcher: EventDispatcher,
-                 palette: Palette, on_quit: Callable[[], None]) -> None:
+                 palette: Palette, on_quit: Callable[[], None],
+                 presence: Callable[[int], bool] = lambda _id: False,
+                 post: Callable[[object], None] | None = None,
+                 cancel: Callable[[int], None] | None = None,
+                 mark_read: Callable[[int], None] | None = None) -> None:
         super().__init__(root)
         self._root = root
         self._on_quit = on_quit
@@ -44,16 +48,17 @@ class MainWindow(ttk.Frame):
         ttk.Separator(self).pack(side="bottom", fill="x")
         panes = ttk.PanedWindow(self, orient="horizontal")
         panes.pack(fill="both", expand=True)
-        self.chat = ChatView(panes, store, router, dispatcher, palette)
-        self.dialogs = DialogListView(panes, store, dispatcher, on_select=self.open_dialog)
+        self.chat = ChatView(panes, store, router, dispatcher, palette, presence, post, cancel,
+                             mark_read or store.dialogs.mark_read)
+        self.dialogs = DialogListView(panes, store, dispatcher, on_select=self.open_dialog,
+                                      presence=presence)
         panes.add(self.dialogs, weight=0)
         panes.add(self.chat, weight=1)
         self._bind_shortcuts()
         root.protocol("WM_DELETE_WINDOW", on_quit)
 
     def open_dialog(self, dialog_id: int) -> None:
-        self.chat.open_dialog(dialog_id)
-        self.dialogs.schedule_refresh()  # opening marks the chat read: the badge goes
+        self.chat.open_dialog(dialog_id)  # marks it read; DialogChanged then clears the badge
 
     def _bind_shortcuts(self) -> None:
         root = self._root
@@ -69,3 +74,4 @@ class MainWindow(ttk.Frame):
     def show(self) -> None:
         self._root.deiconify()
         self.dialogs.search.focus_set()
+        self._root.after_idle(self.chat.enable_drop)  # loads a native extension: after paint

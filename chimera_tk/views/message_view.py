@@ -7,24 +7,47 @@ change or an edit re-renders that message alone.
 
 from __future__ import annotations
 
+import logging
 import tkinter as tk
+from collections.abc import Callable
 from tkinter import ttk
 
 from chimera_tk.store import Store
 from chimera_tk.store.records import Dialog, Message, PageKey
-from chimera_tk.views.formatting import body_text, day_label, local_time, meta_label, sender_label
+from chimera_tk.views.formatting import (
+    body_text,
+    day_label,
+    file_status,
+    local_time,
+    meta_label,
+    sender_label,
+)
 from chimera_tk.views.theme import Palette
 
+log = logging.getLogger(__name__)
+
 PAGE_SIZE = 50
+MAX_LOADED = 600  # messages kept in the widget while following a busy chat at the bottom
+TRIM_SLACK = 100  # trim in steps, not one message at a time
 BUBBLE_INDENT = 140
 
 
 class MessageView(ttk.Frame):
-    def __init__(self, master: tk.Misc, store: Store, palette: Palette) -> None:
+    def __init__(self, master: tk.Misc, store: Store, palette: Palette,
+                 on_file_action: Callable[[str, Message], None] | None = None) -> None:
         super().__init__(master)
         self._store = store
         self._palette = palette
+        self._on_file_action = on_file_action
+        self._progress: dict[int, tuple[int, int]] = {}
         self.dialog: Dialog | None = None
+        self._pending: list[Message] = []
+        self._flush_after: str | None = None
+        self._settle_after: str | None = None
+        # Whether new messages should keep the view pinned to the bottom. Only the reader's own
+        # scrolling changes it: Tk's scroll fractions are estimates while lines are laid out.
+        self.following = True
+        self._settled = False
         self.loaded: list[Message] = []  # oldest first, exactly what the widget shows
         self.has_older = False
         self._older_pending: str | None = None
@@ -37,7 +60,7 @@ class MessageView(ttk.Frame):
             highlightthickness=0, padx=12, pady=8, background=p.surface, foreground=p.text,
             selectbackground=p.accent, inactiveselectbackground=p.accent,
             font="SunValleyBodyFont")
-        self.scrollbar = ttk.Scrollbar(self, orient="vertical", command=self.text.yview)
+        self.scrollbar = ttk.Scrollbar(self, orient="vertical", command=self._scrollbar_moved)
         self.text.configure(yscrollcommand=self._on_scroll)
         self.scrollbar.pack(side="right", fill="y")
         self.text.pack(side="left", fill="both", expand=True)
@@ -54,18 +77,49 @@ class MessageView(ttk.Frame):
         t.tag_configure("failed", foreground=p.error)
         t.tag_configure("deleted", foreground=p.muted, font="SunValleyCaptionFont")
         t.tag_configure("gap", font=("TkDefaultFont", 3))
+        t.tag_configure("file", font="SunValleyBodyStrongFont")
+        t.tag_configure("link", foreground=p.accent, underline=True)
+        for action in ("open", "folder"):
+            t.tag_bind(f"act-{action}", "<Button-1>",
+                       lambda event, a=action: self._file_action(a, event))
+        t.tag_bind("link", "<Enter>", lambda _e: t.configure(cursor="hand2"))
+        t.tag_bind("link", "<Leave>", lambda _e: t.configure(cursor="arrow"))
         t.bind("<Control-a>", self._select_all)
+        for sequence in ("<MouseWheel>", "<Button-4>", "<Button-5>", "<Prior>", "<Next>",
+                         "<Up>", "<Down>", "<Control-Home>", "<Control-End>"):
+            t.bind(sequence, lambda _e: self._user_scrolled(), add="+")
 
     # -- opening and paging --------------------------------------------------------------------
 
+    def _drop_pending(self) -> None:
+        self._pending = []
+        self._settled = False  # until the first layout, scroll positions are not the reader's
+        for name in ("_flush_after", "_older_pending"):
+            pending = getattr(self, name)
+            if pending is not None:
+                self.after_cancel(pending)
+                setattr(self, name, None)
+
     def open(self, dialog: Dialog) -> None:
+        self._drop_pending()
         self.dialog = dialog
         page = self._store.messages.latest_page(dialog.id, PAGE_SIZE)
         self.loaded = []
         self.has_older = len(page) == PAGE_SIZE
-        self._edit(lambda: self.text.delete("1.0", "end"))
+        self._edit(self._clear)
         self._insert_block(page, at_top=False)
+        self.following = True
         self.scroll_to_newest()
+
+    def _scrollbar_moved(self, *args: str) -> None:
+        self.text.yview(*args)
+        self._user_scrolled()
+
+    def _user_scrolled(self) -> None:
+        self.after_idle(self._update_following)
+
+    def _update_following(self) -> None:
+        self.following = self.showing_newest()
 
     def showing_newest(self) -> bool:
         """True when the end of the chat is on screen (yview fractions are only estimates)."""
@@ -73,20 +127,30 @@ class MessageView(ttk.Frame):
 
     def scroll_to_newest(self) -> None:
         self.text.yview_moveto(1.0)
-        # line heights are only exact once Tk has laid the text out, so settle again then
-        self.after_idle(lambda: self.text.yview_moveto(1.0))
+        if self._settle_after is None:
+            # line heights are only exact once Tk has laid the text out: settle once more then
+            self._settle_after = self.after_idle(self._settle_at_newest)
+
+    def _settle_at_newest(self) -> None:
+        self._settle_after = None
+        self.text.yview_moveto(1.0)
+        self._settled = True
 
     def close(self) -> None:
+        self._drop_pending()
         self.dialog = None
         self.loaded = []
         self.has_older = False
-        self._edit(lambda: self.text.delete("1.0", "end"))
+        self._edit(self._clear)
 
     def load_older(self) -> int:
         """Prepend the page before the oldest loaded message; keeps what the user was looking at."""
         self._older_pending = None
         if self.dialog is None or not self.loaded or not self.has_older:
             return 0
+        if self.text.yview()[0] > 0.0:
+            return 0  # the reader moved away from the top meanwhile
+        self.following = False  # the reader went up to the top
         page = self._store.messages.page_before(self.dialog.id, self.loaded[0].page_key,
                                                 PAGE_SIZE)
         self.has_older = len(page) == PAGE_SIZE
@@ -106,16 +170,62 @@ class MessageView(ttk.Frame):
     # -- live changes ----------------------------------------------------------------------------
 
     def append(self, message: Message) -> None:
-        """Show a message that belongs after the newest loaded one (new or just sent)."""
+        """Show a new message of this chat. Arrivals are drawn together at the next idle moment,
+        so a burst of a thousand messages costs one insert and one scroll, not a thousand."""
         if self.dialog is None or message.dialog_id != self.dialog.id:
             return
-        if self.loaded and message.page_key <= self.loaded[-1].page_key:
-            self.replace(message)
-            return
-        at_bottom = self.showing_newest()
-        self._insert_block([message], at_top=False)
-        if at_bottom or message.outgoing:
+        self._pending.append(message)
+        if self._flush_after is None:
+            self._flush_after = self.after_idle(self.flush_pending)
+
+    def flush_pending(self) -> int:
+        """Draw the messages waiting since the last idle moment; returns how many were new."""
+        self._flush_after = None
+        pending, self._pending = self._pending, []
+        if self.dialog is None or not pending:
+            return 0
+        newest = self.loaded[-1].page_key if self.loaded else None
+        fresh: dict[int, Message] = {}
+        for message in pending:
+            if newest is None or message.page_key > newest:
+                fresh[message.id] = message
+            else:
+                self.replace(message)
+        if not fresh:
+            return 0
+        at_bottom = self.following
+        if at_bottom and len(fresh) > PAGE_SIZE:
+            # more arrived at once than anyone reads at once: redraw the newest page instead
+            self.open(self.dialog)
+            return len(fresh)
+        block = sorted(fresh.values(), key=lambda m: m.page_key)
+        self._insert_block(block, at_top=False)
+        if at_bottom or any(m.outgoing for m in block):
+            self._trim_oldest()
             self.scroll_to_newest()
+        return len(block)
+
+    def _trim_oldest(self) -> None:
+        """Keep the widget small while the reader follows a busy chat at the bottom."""
+        excess = len(self.loaded) - MAX_LOADED
+        if excess <= 0:
+            return
+        dropped, kept = self.loaded[:excess + TRIM_SLACK], self.loaded[excess + TRIM_SLACK:]
+        first = kept[0]
+        start_of_first = (self.text.tag_ranges(f"day{first.id}") or
+                          self.text.tag_ranges(f"msg{first.id}"))[0]
+
+        def trim() -> None:
+            self.text.delete("1.0", start_of_first)
+            if not self.text.tag_ranges(f"day{first.id}"):
+                self._write("1.0", [(f"{day_label(first.sent_at)}\n",
+                                     ("day", f"day{first.id}"))])
+            self.text.tag_delete(*[name for m in dropped for name in (f"msg{m.id}",
+                                                                      f"day{m.id}")])
+
+        self._edit(trim)
+        self.loaded = kept
+        self.has_older = True
 
     def replace(self, message: Message) -> None:
         """Re-render a loaded message after its state, text or deleted flag changed."""
@@ -156,6 +266,8 @@ class MessageView(ttk.Frame):
 
         self._edit(insert)
         self.loaded = messages + self.loaded if at_top else self.loaded + messages
+        log.debug("chat %s shows %s", self.dialog.id if self.dialog else None,
+                  " ".join(m.uid for m in messages))
 
     def _chunks(self, message: Message, *, with_day: bool) -> list[tuple[str, tuple[str, ...]]]:
         tag = f"msg{message.id}"
@@ -165,12 +277,48 @@ class MessageView(ttk.Frame):
             chunks.append((f"{day_label(message.sent_at)}\n", ("day", f"day{message.id}")))
         chunks.append((sender_label(message, self.dialog) + "\n", (tag, side, "sender")))
         body_tags = (tag, side, "body", "deleted") if message.deleted else (tag, side, "body")
-        chunks.append((body_text(message) + "\n", body_tags))
+        if message.file_id is not None and not message.deleted:
+            chunks += self._file_chunks(message, (tag, side, "body"))
+            if message.text:
+                chunks.append((body_text(message) + "\n", body_tags))
+        else:
+            chunks.append((body_text(message) + "\n", body_tags))
         meta_tags = (tag, side, "meta", "failed") if message.state == "failed" else (
             tag, side, "meta")
         chunks.append((meta_label(message) + "\n", meta_tags))
         chunks.append(("\n", (tag, "gap")))
         return chunks
+
+    def _file_chunks(self, message: Message,
+                     tags: tuple[str, ...]) -> list[tuple[str, tuple[str, ...]]]:
+        try:
+            file = self._store.files.get(message.file_id)
+        except KeyError:
+            return [("[file record missing]\n", tags)]
+        status = file_status(file, self._progress.get(message.id), message.outgoing)
+        chunks = [(file.name, (*tags, "file")), (f"  {status}", tags)]
+        if file.state == "complete" and file.path:
+            chunks += [("   ", tags), ("Open", (*tags, "link", "act-open")), ("  ·  ", tags),
+                       ("Show in folder", (*tags, "link", "act-folder"))]
+        chunks.append(("\n", tags))
+        return chunks
+
+    def show_progress(self, message_id: int, done: int, total: int) -> None:
+        self._progress[message_id] = (done, total)
+        for message in self.loaded:
+            if message.id == message_id:
+                self.replace(message)
+                return
+
+    def _file_action(self, action: str, event: tk.Event) -> str:
+        index = self.text.index(f"@{event.x},{event.y}")
+        for tag in self.text.tag_names(index):
+            if tag.startswith("msg") and tag[3:].isdigit():
+                message = next((m for m in self.loaded if m.id == int(tag[3:])), None)
+                if message is not None and self._on_file_action is not None:
+                    self._on_file_action(action, message)
+                break
+        return "break"
 
     def _write(self, index: str, chunks: list[tuple[str, tuple[str, ...]]]) -> None:
         args: list[object] = []
@@ -184,6 +332,13 @@ class MessageView(ttk.Frame):
             change()
         finally:
             self.text.configure(state="disabled")
+
+    def _clear(self) -> None:
+        self.text.delete("1.0", "end")
+        stale = [name for name in self.text.tag_names() if name[:3] in ("msg", "day")
+                 and name[3:].isdigit()]
+        if stale:
+            self.text.tag_delete(*stale)
 
     def _line_count(self) -> int:
         return int(self.text.index("end-1c").split(".")[0])

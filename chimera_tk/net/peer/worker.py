@@ -138,6 +138,7 @@ class PeerWorker:
         self._stores: dict[Channel, Store] = {}
         self._senders: dict[int, _PeerSender] = {}
         self._stopping = threading.Event()
+        self._cancelled: set[int] = set()
         self._server: socket.socket | None = None
         self._threads: list[threading.Thread] = []
         self.refused_handshakes = 0
@@ -211,6 +212,18 @@ class PeerWorker:
     def submit(self, user_id: int, message_id: int) -> None:
         """Send a claimed outbox message to ``user_id``; its outcome is written to the store."""
         self._sender(user_id).enqueue(message_id)
+
+    def cancel(self, message_id: int) -> None:
+        """Stop sending ``message_id`` (a file in flight stops at the next chunk)."""
+        with self._lock:
+            self._cancelled.add(message_id)
+
+    def take_cancelled(self, message_id: int) -> bool:
+        with self._lock:
+            if message_id in self._cancelled:
+                self._cancelled.discard(message_id)
+                return True
+            return False
 
     def _sender(self, user_id: int) -> _PeerSender:
         with self._lock:
@@ -413,6 +426,8 @@ class PeerWorker:
             message = existing
         assert message.file_id is not None
         self._incoming[channel] = _Incoming(offer, incoming_file, message.id, message.file_id)
+        log.info("receiving file %s (%d bytes) from %s, starting at byte %d", offer.uid,
+                 offer.size, channel.peer_id, incoming_file.offset)
         channel.send_raw(lambda session: session.accept_file(offer, incoming_file.offset))
 
     def _receive_data(self, channel: Channel, data: Data) -> None:
@@ -485,6 +500,10 @@ class PeerWorker:
         return self._database
 
 
+class _Cancelled(Exception):
+    """The user cancelled the message being sent."""
+
+
 class _PeerSender:
     """Works through one peer's queue in order: connect, send, wait for the ACK, record it."""
 
@@ -530,6 +549,11 @@ class _PeerSender:
             return
         try:
             self._send(channel, message_id)
+        except _Cancelled:
+            channel.close("transfer cancelled")  # the receiver keeps its partial file
+            assert self._store is not None
+            self._store.outbox.give_up(message_id, "cancelled")
+            worker.emit(MessageChanged(self._store.messages.get(message_id)))
         except (ChannelClosed, OSError) as exc:
             self._retry_later(message_id, str(exc))
 
@@ -538,6 +562,8 @@ class _PeerSender:
         message = self._store.messages.get(message_id)
         if message.state != "sending":
             return  # finished meanwhile (e.g. by a repeat in the queue)
+        if self._worker.take_cancelled(message_id):
+            raise _Cancelled
         if message.file_id is None:
             waiter = self._worker.expect(self.peer_id, message.uid)
             channel.send(Text(message.uid, message.sent_at, message.text))
@@ -572,6 +598,8 @@ class _PeerSender:
                 chunk = source.read(min(FILE_CHUNK, file.size - sent))
                 if not chunk:
                     raise ChannelClosed(f"{file.name} shrank while it was being sent")
+                if self._worker.take_cancelled(message.id):
+                    raise _Cancelled
                 channel.send_data(chunk, timeout=limits.idle_timeout_s)
                 sent += len(chunk)
                 now = time.monotonic()

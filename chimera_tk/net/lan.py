@@ -1,0 +1,138 @@
+"""The LAN transport: discovery + the verified peer link, presented to the router as one.
+
+An announcement is only a hint: it tells the peer worker where to call; a peer counts as reachable
+only after a TLS handshake proved its id (PeerVerified). All presence state here is touched on the
+main thread only (through events); the workers own their own threads.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from chimera_tk.config import LanSettings
+from chimera_tk.events import (
+    DialogChanged,
+    EventDispatcher,
+    PeerAnnounced,
+    PeerExpired,
+    PeerUnavailable,
+    PeerVerified,
+    StatusChanged,
+)
+from chimera_tk.net.peer.tls import TlsFiles
+from chimera_tk.net.peer.worker import PeerLimits, PeerWorker
+from chimera_tk.pki.identity import Identity
+from chimera_tk.profiles import ProfilePaths
+from chimera_tk.store import Store
+from chimera_tk.store.records import Dialog, Message, OutboxEntry
+
+log = logging.getLogger(__name__)
+
+
+class LanService:
+    """A Worker (start/stop/join) and a router Transport named ``lan``."""
+
+    name = "lan"
+
+    def __init__(self, identity: Identity, settings: LanSettings, paths: ProfilePaths,
+                 store: Store, emit: Callable[[object], None], dispatcher: EventDispatcher, *,
+                 display_name: str, on_reachable: Callable[[], None],
+                 limits: PeerLimits | None = None) -> None:
+        self.identity = identity
+        self._settings = settings
+        self._store = store
+        self._emit = emit
+        self._on_reachable = on_reachable
+        tls = TlsFiles(identity.key_path, identity.cert_path, identity.ca_bundle_path)
+        self.peer = PeerWorker(identity.user_id, display_name, tls, paths.database,
+                               paths.downloads, emit, port=settings.peer_port, limits=limits)
+        self.discovery = None
+        self.verified: dict[int, str] = {}  # user id -> address; main thread only
+        self._unsubscribe = [
+            dispatcher.subscribe(PeerAnnounced, self._on_announced),
+            dispatcher.subscribe(PeerExpired, self._on_expired),
+            dispatcher.subscribe(PeerVerified, self._on_verified),
+            dispatcher.subscribe(PeerUnavailable, self._on_unavailable),
+        ]
+
+    # -- Worker ----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        from chimera_tk.net.discovery.worker import DiscoveryWorker
+
+        self.peer.start()
+        self.discovery = DiscoveryWorker(self.identity.user_id, self.peer.port, self._settings,
+                                         self._emit)
+        try:
+            self.discovery.start()
+        except BaseException:
+            self.peer.stop()
+            self.peer.join(5)
+            raise
+        self._emit(StatusChanged("lan", "LAN: looking for peers"))
+        self._emit(StatusChanged("certificate", certificate_status(self.identity)))
+        log.info("LAN up as user %s, peer port %s", self.identity.user_id, self.peer.port)
+
+    def stop(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        if self.discovery is not None:
+            self.discovery.stop()
+        self.peer.stop()
+
+    def join(self, timeout: float) -> bool:
+        done = self.peer.join(timeout)
+        if self.discovery is not None:
+            done = self.discovery.join(timeout) and done
+        return done
+
+    # -- Transport -------------------------------------------------------------------------------
+
+    def can_reach(self, dialog: Dialog) -> bool:
+        return dialog.id in self.verified
+
+    def submit(self, entry: OutboxEntry, message: Message) -> None:
+        self.peer.submit(message.dialog_id, message.id)
+
+    # -- presence (main thread) ------------------------------------------------------------------
+
+    def _on_announced(self, event: PeerAnnounced) -> None:
+        self.peer.learn_address(event.user_id, event.address, event.port)
+        if event.new or event.user_id not in self.verified:
+            self.peer.verify(event.user_id)
+
+    def _on_expired(self, event: PeerExpired) -> None:
+        self.peer.forget_address(event.user_id)
+        if self.verified.pop(event.user_id, None) is not None:
+            self._presence_changed(event.user_id)
+
+    def _on_verified(self, event: PeerVerified) -> None:
+        first = event.user_id not in self.verified
+        self.verified[event.user_id] = event.address
+        if first:
+            self._presence_changed(event.user_id)
+        self._on_reachable()
+
+    def _on_unavailable(self, event: PeerUnavailable) -> None:
+        log.info("peer %s unavailable: %s", event.user_id, event.reason)
+        if self.verified.pop(event.user_id, None) is not None:
+            self._presence_changed(event.user_id)
+
+    def _presence_changed(self, user_id: int) -> None:
+        count = len(self.verified)
+        self._emit(StatusChanged("lan", f"LAN: {count} peer{'s' if count != 1 else ''}"))
+        dialog = self._store.dialogs.find(user_id)
+        if dialog is not None:
+            self._emit(DialogChanged(dialog))
+
+
+def certificate_status(identity: Identity | None, now: datetime | None = None) -> str:
+    if identity is None:
+        return "Certificate: none (LAN off)"
+    moment = now or datetime.now(identity.not_after.tzinfo)
+    if moment >= identity.not_after:
+        return f"Certificate: {identity.user_id} · expired"
+    local = identity.not_after.astimezone()
+    return f"Certificate: {identity.user_id} · until {local:%d %b %H:%M}"
