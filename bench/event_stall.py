@@ -38,6 +38,7 @@ from chimera_tk.events import MessageStored
 from chimera_tk.profiles import ProfilePaths, profile_paths
 from chimera_tk.store import Store
 from chimera_tk.store.records import IncomingMessage
+from chimera_tk.views.message_view import MAX_LOADED
 
 TARGET_P99_MS = 50.0
 RATE_PER_S = 5_000
@@ -186,11 +187,15 @@ def run_storm(paths: ProfilePaths, seconds: float) -> StormRun:
             "SELECT count(*) FROM messages WHERE dialog_id = ? AND uid LIKE 'storm-%'",
             (CHAT,)).fetchone()[0]
         check.close()
-        shown = {m.id for m in view.loaded[loaded_before:]}
+        # The view keeps a bounded tail of a busy chat (older pages come back on scrolling up),
+        # so what must hold is: the newest posted message is the last one shown, in order.
+        newest_posted = worker.posted_ids[-1] if worker.posted_ids else None
+        shown_ids = [m.id for m in view.loaded]
+        tail_in_order = shown_ids == sorted(shown_ids)
         return StormRun(
             ticks=ticks, latencies=latencies, posted=len(worker.posted_ids), in_db=in_db,
-            in_view=len(shown & set(worker.posted_ids)),
-            view_added=len(view.loaded) - loaded_before,
+            in_view=int(bool(shown_ids) and shown_ids[-1] == newest_posted and tail_in_order),
+            view_added=len(view.loaded),
             handled=app.pump.handled - handled_before,
             failures=app.dispatcher.failures - failures_before,
             post_seconds=worker.last_post - worker.first_post, store_seconds=worker.store_time,
@@ -229,8 +234,9 @@ def main(argv: list[str] | None = None) -> int:
         Result("event latency p99", ms(percentile(latencies, 99)), "ms"),
         Result("event drain after last post", ms(run.drain_seconds), "ms"),
         Result("event storm messages in db", run.in_db, "msgs", posted, "equal"),
-        Result("event storm messages in view", run.in_view, "msgs", posted, "equal"),
-        Result("event storm view rows added", run.view_added, "msgs", posted, "equal"),
+        Result("event storm newest shown last, in order", run.in_view, "", 1, "equal"),
+        Result("event storm messages kept in view", run.view_added, "msgs", MAX_LOADED,
+               "lower", note="bounded tail; older pages load on scroll"),
         Result("event storm events handled", run.handled, "events", posted, "equal"),
         Result("event storm handler failures", run.failures, "", 0, "equal"),
     ]

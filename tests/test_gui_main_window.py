@@ -140,3 +140,28 @@ def test_window_close_button_shuts_down_in_order(app) -> None:
     app.shutdown()
     assert app.store is None and app.root is None
     assert threading.active_count() == 1
+
+
+def test_a_burst_of_incoming_messages_is_drawn_in_batches_and_stays_bounded(app) -> None:
+    from chimera_tk.views.message_view import MAX_LOADED
+
+    _seed(app)
+    _open(app, 1)
+    view = app.window.chat.messages
+    stored = []
+    for i in range(2000):
+        message, _ = app.store.messages.receive(IncomingMessage(
+            1, f"burst-{i}", 1, "Ana", f"burst message {i}", 1_800_000_000_000 + i, "lan"))
+        stored.append(message)
+    for message in stored:
+        app.events.post(MessageStored(message))
+    assert pump_until(app, lambda: view.loaded and view.loaded[-1].uid == "burst-1999",
+                      timeout=30)
+    assert len(view.loaded) <= MAX_LOADED
+    uids = [m.uid for m in view.loaded]
+    assert uids == [f"burst-{i}" for i in range(2000 - len(uids), 2000)]  # newest, in order
+    assert view.showing_newest()
+    assert view.has_older  # trimmed messages come back by scrolling up
+    assert pump_until(app, lambda: app.store.dialogs.get(1).unread_count == 0)
+    view.text.yview_moveto(0.0)
+    assert pump_until(app, lambda: view.loaded[0].uid == f"burst-{2000 - len(uids) - 50}")

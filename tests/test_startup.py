@@ -16,9 +16,10 @@ from chimera_tk.app import build_app
 from chimera_tk.config import Config
 from chimera_tk.profiles import profile_paths
 app = build_app(profile_paths("p", sys.argv[1]).ensure(), Config(), theme="light")
-app.start()
+app.start()  # the window is mapped; drawing it needs no further Python import
+print(sorted(m for m in ("telethon", "pystray", "PIL", "cryptography", "psutil")
+             if m in sys.modules))
 app.root.update()
-print(sorted(m for m in ("telethon", "pystray", "PIL", "cryptography") if m in sys.modules))
 app.shutdown()
 """
 
