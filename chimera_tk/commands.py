@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 from chimera_tk.config import Config
 from chimera_tk.errors import ProfileLockedError, UserError
+from chimera_tk.net.peer.worker import placeholder_title
 from chimera_tk.profiles import ProfileLock, ProfilePaths
 from chimera_tk.router import Router
 from chimera_tk.store import Store
@@ -59,7 +60,7 @@ def _profile_in_use(paths: ProfilePaths) -> bool:
 
 
 def _queue_message(router: Router, store: Store, args: argparse.Namespace) -> Message:
-    store.dialogs.ensure(args.to, "user", f"User {args.to}")
+    store.dialogs.ensure(args.to, "user", placeholder_title(args.to))
     if args.file is not None:
         return router.send_file(args.to, args.file, caption=args.text or "",
                                 lan_only=args.lan_only)

@@ -165,3 +165,18 @@ def test_a_burst_of_incoming_messages_is_drawn_in_batches_and_stays_bounded(app)
     assert pump_until(app, lambda: app.store.dialogs.get(1).unread_count == 0)
     view.text.yview_moveto(0.0)
     assert pump_until(app, lambda: view.loaded[0].uid == f"burst-{2000 - len(uids) - 50}")
+
+
+def test_state_changes_that_overtake_the_first_drawing_still_show(app) -> None:
+    from chimera_tk.events import MessageChanged
+
+    _seed(app)
+    _open(app, 1)
+    message = app.router.send_text(1, "fast LAN")  # posts MessageStored (queued)
+    app.store.outbox.claim(message.id, "lan")
+    app.store.outbox.complete(message.id, delivered=True)
+    app.events.post(MessageChanged(app.store.messages.get(message.id)))  # same pump tick
+    view = app.window.chat.messages
+    assert pump_until(app, lambda: view.loaded and view.loaded[-1].id == message.id)
+    assert view.loaded[-1].state == "delivered"
+    assert "delivered ✓✓ · via LAN" in view.visible_text()

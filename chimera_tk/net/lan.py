@@ -112,6 +112,7 @@ class LanService:
         first = event.user_id not in self.verified
         self.verified[event.user_id] = event.address
         if first:
+            log.info("user %s verified on the LAN at %s", event.user_id, event.address)
             self._presence_changed(event.user_id)
         self._on_reachable()
 

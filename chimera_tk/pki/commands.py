@@ -31,7 +31,9 @@ def new_certificate(paths: ProfilePaths, config: Config, invite: str | None = No
     enrollment = enroll_with_invite(
         paths, parsed, lifetime_hours=None if lifetime == _DEFAULT_LIFETIME_HOURS else lifetime)
     save_config(paths.config_file, dataclasses.replace(config, team=dataclasses.replace(
-        config.team, identity_url=enrollment.identity_url, ca_url=enrollment.ca_url)))
+        config.team, identity_url=enrollment.identity_url, ca_url=enrollment.ca_url,
+        # the admin's name for this person is what LAN peers see, unless one was chosen
+        display_name=config.team.display_name or parsed.name)))
     print(_summary(enrollment, parsed.name, paths), file=stdout)
     return 0
 

@@ -36,6 +36,13 @@ class DialogRepository:
             (dialog_id, kind, title))
         return self.get(dialog_id)
 
+    def learn_name(self, dialog_id: int, name: str, placeholder: str) -> bool:
+        """Replace a placeholder title (we only knew the id) by the name the person gave."""
+        cursor = self._conn.execute(
+            "UPDATE dialogs SET title = ? WHERE id = ? AND title IN (?, '')",
+            (name, dialog_id, placeholder))
+        return cursor.rowcount == 1
+
     def get(self, dialog_id: int) -> Dialog:
         row = self._conn.execute(
             f"SELECT {_COLUMNS} FROM dialogs WHERE id = ?", (dialog_id,)).fetchone()

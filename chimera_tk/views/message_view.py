@@ -231,6 +231,8 @@ class MessageView(ttk.Frame):
         """Re-render a loaded message after its state, text or deleted flag changed."""
         position = next((i for i, shown in enumerate(self.loaded) if shown.id == message.id), None)
         if position is None:
+            # not drawn yet: make sure the batch waiting to be drawn carries the newest state
+            self._pending = [message if m.id == message.id else m for m in self._pending]
             return
         self.loaded[position] = message
         ranges = self.text.tag_ranges(f"msg{message.id}")

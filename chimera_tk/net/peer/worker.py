@@ -22,6 +22,7 @@ from pathlib import Path
 
 from chimera_tk.errors import ChimeraError, RemoteProtocolError
 from chimera_tk.events import (
+    DialogChanged,
     MessageChanged,
     MessageStored,
     PeerUnavailable,
@@ -362,8 +363,11 @@ class PeerWorker:
     def _on_event(self, channel: Channel, event: Event) -> None:
         if isinstance(event, Hello):
             channel.peer_name = event.name
-            self._store(channel).dialogs.ensure(channel.peer_id, "user",
-                                                event.name or f"User {channel.peer_id}")
+            store = self._store(channel)
+            placeholder = placeholder_title(channel.peer_id)
+            store.dialogs.ensure(channel.peer_id, "user", event.name or placeholder)
+            if event.name and store.dialogs.learn_name(channel.peer_id, event.name, placeholder):
+                self._emit(DialogChanged(store.dialogs.get(channel.peer_id)))
             self._emit(PeerVerified(channel.peer_id, channel.address, event.name))
         elif isinstance(event, Text):
             self._receive_text(channel, event)
@@ -391,7 +395,7 @@ class PeerWorker:
     def _receive_text(self, channel: Channel, text: Text) -> None:
         store = self._store(channel)
         store.dialogs.ensure(channel.peer_id, "user",
-                             channel.peer_name or f"User {channel.peer_id}")
+                             channel.peer_name or placeholder_title(channel.peer_id))
         message, new = store.messages.receive(
             self._incoming_message(channel, text.uid, text.text, text.sent_at))
         channel.send(Ack(text.uid))  # only after the commit: an ACK means "stored"
@@ -415,7 +419,7 @@ class PeerWorker:
         if existing is None:
             with store.transaction():
                 store.dialogs.ensure(channel.peer_id, "user",
-                                     channel.peer_name or f"User {channel.peer_id}")
+                                     channel.peer_name or placeholder_title(channel.peer_id))
                 file = store.files.create(safe_file_name(offer.name), offer.size,
                                           sha256=offer.sha256, mime=offer.mime,
                                           state="transferring")
@@ -622,6 +626,11 @@ class _PeerSender:
                 self._store.outbox.retry_later(message_id, reason, not_before)
                 self._worker.emit(MessageChanged(self._store.messages.get(message_id)))
         log.info("message %s to %s will be retried: %s", message_id, self.peer_id, reason)
+
+
+def placeholder_title(user_id: int) -> str:
+    """The title of a person we know only by id, until their HELLO or Telegram names them."""
+    return f"User {user_id}"
 
 
 def _short(exc: BaseException) -> str:
