@@ -196,7 +196,7 @@ def run_storm(paths: ProfilePaths, seconds: float) -> StormRun:
             ticks=ticks, latencies=latencies, posted=len(worker.posted_ids), in_db=in_db,
             in_view=int(bool(shown_ids) and shown_ids[-1] == newest_posted and tail_in_order),
             view_added=len(view.loaded),
-            handled=app.pump.handled - handled_before,
+            handled=len(seen),  # MessageStored events applied (the pump also carries others)
             failures=app.dispatcher.failures - failures_before,
             post_seconds=worker.last_post - worker.first_post, store_seconds=worker.store_time,
             drain_seconds=finished.get("at", 0.0) - worker.last_post)
