@@ -51,7 +51,7 @@ class Worker(Protocol):
 
 class App:
     def __init__(self, paths: ProfilePaths, config: Config, *, theme: str | None = None,
-                 window: bool = True) -> None:
+                 window: bool = True, telegram_client_factory: Callable | None = None) -> None:
         self.paths = paths
         self.config = config
         self.events = EventQueue()
@@ -70,6 +70,9 @@ class App:
         self.router: Router | None = None
         self.lan = None
         self.identity = None
+        self.telegram = None
+        self._telegram_factory = telegram_client_factory
+        self._transports_built = False
 
     # -- building --------------------------------------------------------------------------------
 
@@ -83,9 +86,9 @@ class App:
             self.router.recover()
             self.dispatcher.subscribe(QuitRequested, lambda e: self.request_quit(e.reason))
             if self._with_window:
-                self._build_window()  # the LAN is built after the first paint (see start)
+                self._build_window()  # the transports are built after the first paint
             else:
-                self._build_lan()
+                self._build_transports()
         except BaseException:
             self.shutdown()
             raise
@@ -112,6 +115,26 @@ class App:
         self.router.register(self.lan)
         self.workers.append(self.lan)
 
+    def _build_transports(self) -> None:
+        if not self._transports_built:
+            self._transports_built = True
+            self._build_lan()
+            self._build_telegram()
+
+    def _build_telegram(self, client_factory: Callable | None = None) -> None:
+        """With a window this runs after the first paint: Telethon is a heavy import."""
+        settings = self.config.telegram
+        if not (settings.api_id and settings.api_hash):
+            self.events.post(StatusChanged(
+                "telegram", "Telegram: not connected — click to connect"))
+            return
+        from chimera_tk.net.telegram.worker import TelegramTransport, TelegramWorker
+
+        self.telegram = TelegramWorker(settings, self.paths, self.events.post,
+                                       client_factory=client_factory or self._telegram_factory)
+        self.router.register(TelegramTransport(self.telegram))
+        self.workers.append(self.telegram)
+
     def _build_window(self) -> None:
         import sys
         import tkinter as tk
@@ -134,8 +157,37 @@ class App:
         self.window = MainWindow(self.root, self.store, self.router, self.dispatcher, palette,
                                  on_quit=lambda: self.request_quit("window closed"),
                                  presence=self.is_on_lan, post=self.events.post,
-                                 cancel=self.cancel_message, mark_read=self.mark_read)
+                                 cancel=self.cancel_message, mark_read=self.mark_read,
+                                 connect_telegram=self.open_telegram_wizard)
         self.window.dialogs.refresh()
+
+    def save_telegram_credentials(self, api_id: int, api_hash: str) -> None:
+        """From the Connect Telegram dialog: keep the credentials and (re)start the worker."""
+        import dataclasses
+
+        from chimera_tk.config import save_config
+
+        telegram = dataclasses.replace(self.config.telegram, api_id=api_id, api_hash=api_hash)
+        unchanged = telegram == self.config.telegram and self.telegram is not None
+        self.config = dataclasses.replace(self.config, telegram=telegram)
+        save_config(self.paths.config_file, self.config)
+        if unchanged:
+            return
+        if self.telegram is not None:
+            self.telegram.stop()
+            self.telegram.join(WORKER_JOIN_TIMEOUT_S)
+            self.workers.remove(self.telegram)
+        self._build_telegram()
+        if self.telegram is not None:
+            self.telegram.start()
+
+    def open_telegram_wizard(self) -> None:
+        from chimera_tk.views.telegram_wizard import ConnectTelegramDialog
+
+        settings = self.config.telegram
+        self.telegram_dialog = ConnectTelegramDialog(
+            self.root, api_id=settings.api_id, api_hash=settings.api_hash,
+            save_credentials=self.save_telegram_credentials, worker=lambda: self.telegram)
 
     def cancel_message(self, message_id: int) -> None:
         """The user cancelled an outgoing message or file that has not been delivered yet."""
@@ -159,6 +211,8 @@ class App:
             return DialogChanged(store.dialogs.get(dialog_id))
 
         self.writer.submit(write)
+        if self.telegram is not None:
+            self.telegram.mark_read(dialog_id)
 
     def is_on_lan(self, user_id: int) -> bool:
         return self.lan is not None and user_id in self.lan.verified
@@ -185,8 +239,7 @@ class App:
     def _start_workers(self) -> None:
         if not self._running:
             return
-        if self._with_window and self.lan is None and self.identity is None:
-            self._build_lan()
+        self._build_transports()
         for worker in self.workers:
             try:
                 worker.start()
@@ -293,5 +346,7 @@ class App:
 
 
 def build_app(paths: ProfilePaths, config: Config, *, theme: str | None = None,
-              window: bool = True) -> App:
-    return App(paths, config, theme=theme, window=window).build()
+              window: bool = True, telegram_client_factory: Callable | None = None) -> App:
+    """The whole app; ``telegram_client_factory`` lets tests put the Telegram emulator in."""
+    return App(paths, config, theme=theme, window=window,
+               telegram_client_factory=telegram_client_factory).build()

@@ -89,7 +89,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--new", action="store_true",
                         help="make a new key and get a certificate from the team's CA")
     parser.add_argument("--invite", metavar="INVITE",
-                        help="with --new: the invite code from the team admin")
+                        help="with --new or --install: the invite code from the team admin")
+    parser.add_argument("--variables", action="store_true",
+                        help="set the Telegram api id/hash, identity provider and CA addresses "
+                             "and the broadcast address (asks, or takes the flags below)")
+    parser.add_argument("--install", action="store_true",
+                        help="first installation: database, Telegram sign-in, first sync, "
+                             "then the certificate")
+    setup = parser.add_argument_group("answers for --variables and --install")
+    setup.add_argument("--api-id", metavar="ID")
+    setup.add_argument("--api-hash", metavar="HASH")
+    setup.add_argument("--identity-url", metavar="URL")
+    setup.add_argument("--ca-url", metavar="URL")
+    setup.add_argument("--broadcast", metavar="ADDRESSES",
+                       help="comma-separated IPv4 broadcast addresses ('' = detect)")
+    setup.add_argument("--phone", metavar="NUMBER")
+    setup.add_argument("--code", metavar="CODE")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     common = _common_flags(suppress=True)
 
@@ -117,8 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.invite and not args.new:
-        parser.error("--invite goes with --new")
+    if args.invite and not (args.new or args.install):
+        parser.error("--invite goes with --new or --install")
     if args.command == "send" and not (args.text or args.file):
         parser.error("send needs a TEXT or --file PATH")
     try:
@@ -131,6 +146,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             from chimera_tk.pki.commands import new_certificate
 
             return new_certificate(paths, config, invite=args.invite)
+        if args.variables:
+            from chimera_tk.setup_flows import variables
+
+            variables(paths, config, args)
+            return 0
+        if args.install:
+            from chimera_tk.setup_flows import install
+
+            return install(paths, config, args)
         if args.command:
             from chimera_tk import commands
 

@@ -45,6 +45,7 @@ class DialogListView(ttk.Frame):
 
         body = ttk.Frame(self)
         body.pack(fill="both", expand=True)
+        self._body = body
         self.tree = ttk.Treeview(body, columns=("unread",), show="tree", selectmode="browse")
         self.tree.column("#0", width=220, stretch=True)
         self.tree.column("unread", width=48, anchor="e", stretch=False)
@@ -73,7 +74,7 @@ class DialogListView(ttk.Frame):
         if dialogs or self.search_var.get():
             self.empty_label.pack_forget()
         else:
-            self.empty_label.pack(fill="x", pady=16)
+            self.empty_label.pack(fill="x", pady=16, before=self._body)
 
     def rows(self) -> list[tuple[int, str, str]]:
         """(dialog id, label, badge) of each visible row, top to bottom."""

@@ -38,12 +38,13 @@ class MainWindow(ttk.Frame):
                  presence: Callable[[int], bool] = lambda _id: False,
                  post: Callable[[object], None] | None = None,
                  cancel: Callable[[int], None] | None = None,
-                 mark_read: Callable[[int], None] | None = None) -> None:
+                 mark_read: Callable[[int], None] | None = None,
+                 connect_telegram: Callable[[], None] | None = None) -> None:
         super().__init__(root)
         self._root = root
         self._on_quit = on_quit
         self.pack(fill="both", expand=True)
-        self.status_bar = StatusBar(self, dispatcher)
+        self.status_bar = StatusBar(self, dispatcher, on_telegram=connect_telegram)
         self.status_bar.pack(side="bottom", fill="x")
         ttk.Separator(self).pack(side="bottom", fill="x")
         panes = ttk.PanedWindow(self, orient="horizontal")

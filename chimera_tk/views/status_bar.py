@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tkinter as tk
+from collections.abc import Callable
 from tkinter import ttk
 
 from chimera_tk.events import EventDispatcher, StatusChanged
@@ -15,7 +16,8 @@ COMPONENTS = {
 
 
 class StatusBar(ttk.Frame):
-    def __init__(self, master: tk.Misc, dispatcher: EventDispatcher) -> None:
+    def __init__(self, master: tk.Misc, dispatcher: EventDispatcher, *,
+                 on_telegram: Callable[[], None] | None = None) -> None:
         super().__init__(master, padding=(10, 4))
         self.labels: dict[str, ttk.Label] = {}
         for index, (component, text) in enumerate(COMPONENTS.items()):
@@ -25,6 +27,9 @@ class StatusBar(ttk.Frame):
             label.pack(side="left")
             self.labels[component] = label
         self._unsubscribe = dispatcher.subscribe(StatusChanged, self._on_status)
+        if on_telegram is not None:  # clicking the Telegram state opens Connect Telegram
+            self.labels["telegram"].configure(cursor="hand2")
+            self.labels["telegram"].bind("<Button-1>", lambda _e: on_telegram())
 
     def text(self, component: str) -> str:
         return str(self.labels[component].cget("text"))

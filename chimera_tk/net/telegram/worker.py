@@ -1,0 +1,383 @@
+"""The Telegram worker: one thread, one asyncio loop, one Telethon client.
+
+Other threads never touch the client: they call the methods here, which schedule coroutines on the
+worker's loop (``asyncio.run_coroutine_threadsafe``) and hand back concurrent futures. Everything
+that arrives (sync, live updates, sent-message results) is written through the worker's own
+database connection and reported as events. It is also the router's ``telegram`` transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from chimera_tk.config import TelegramSettings
+from chimera_tk.errors import UserError
+from chimera_tk.events import DialogChanged, MessageChanged, MessageStored, StatusChanged
+from chimera_tk.net.peer.files import move_into_place, partial_path
+from chimera_tk.net.telegram.mapping import (
+    dialog_info,
+    downloads_automatically,
+    incoming_message,
+    media_description,
+)
+from chimera_tk.profiles import ProfilePaths
+from chimera_tk.store import Store
+from chimera_tk.store.records import Dialog, Message, OutboxEntry, utc_now_ms
+
+log = logging.getLogger(__name__)
+
+ClientFactory = Callable[[str, int, str], Any]
+CATCH_UP_LIMIT = 100  # per dialog on a later start; older history loads on demand
+UPLOAD_PART_KB = 512  # Telethon's default part size for small files is 64-128 KiB: slow
+
+
+class TelegramWorker:
+    name = "telegram"
+
+    def __init__(self, settings: TelegramSettings, paths: ProfilePaths,
+                 emit: Callable[[object], None], *,
+                 client_factory: ClientFactory | None = None) -> None:
+        self._settings = settings
+        self._paths = paths
+        self._emit = emit
+        self._factory = client_factory or _default_client
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="telegram")
+        self._ready = threading.Event()
+        self._client: Any = None
+        self._connected: asyncio.Event | None = None
+        self._store: Store | None = None
+        self._send_lock: asyncio.Lock | None = None
+        self._phone: str | None = None
+        self.me_id: int | None = None
+        self.online = False
+
+    # -- lifecycle (any thread) ------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait(10)
+        self.submit(self._connect())
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            future = self.submit(self._disconnect())
+            with contextlib.suppress(Exception):
+                future.result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+
+    def join(self, timeout: float) -> bool:
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def submit(self, coroutine: Coroutine[Any, Any, Any]) -> concurrent.futures.Future:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._store = Store.open(self._paths.database)
+        self._send_lock = asyncio.Lock()
+        self._connected = asyncio.Event()
+        self._ready.set()
+        try:
+            self._loop.run_forever()
+        finally:
+            self._store.close()
+            self._loop.close()
+
+    # -- connection and sign-in ------------------------------------------------------------------
+
+    async def _connect(self) -> None:
+        self._status("Telegram: connecting…")
+        self._client = self._factory(str(self._paths.telegram_session),
+                                     self._settings.api_id, self._settings.api_hash)
+        try:
+            await self._client.connect()
+        except (OSError, ConnectionError) as exc:
+            self._status(f"Telegram: offline ({exc})", "error")
+            return
+        finally:
+            self._connected.set()
+        _make_private(self._paths.telegram_session)
+        if await self._client.is_user_authorized():
+            await self._signed_in()
+        else:
+            self._status("Telegram: not signed in")
+
+    def is_signed_in(self) -> concurrent.futures.Future:
+        return self.submit(self._is_signed_in())
+
+    async def _is_signed_in(self) -> bool:
+        await self._connected.wait()
+        return bool(self._client is not None and await self._client.is_user_authorized())
+
+    async def _disconnect(self) -> None:
+        self.online = False
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._client.disconnect()
+
+    def request_code(self, phone: str) -> concurrent.futures.Future:
+        return self.submit(self._request_code(phone))
+
+    async def _request_code(self, phone: str) -> None:
+        from telethon import errors
+
+        try:
+            await self._client.send_code_request(phone)
+        except errors.PhoneNumberInvalidError:
+            raise UserError(f"{phone} is not a valid phone number") from None
+        except errors.PhoneNumberBannedError:
+            raise UserError(f"Telegram has banned the number {phone}") from None
+        except errors.FloodWaitError as exc:
+            raise UserError(f"Telegram asks to wait {exc.seconds} s before the next try") \
+                from None
+        self._phone = phone
+
+    def submit_code(self, code: str) -> concurrent.futures.Future:
+        """Resolves to True when signed in, False when the account's 2FA password is needed."""
+        return self.submit(self._submit_code(code))
+
+    async def _submit_code(self, code: str) -> bool:
+        from telethon import errors
+
+        try:
+            await self._client.sign_in(phone=self._phone, code=code.strip())
+        except errors.SessionPasswordNeededError:
+            return False
+        except errors.PhoneCodeInvalidError:
+            raise UserError("that code is not right; check the Telegram message") from None
+        except errors.PhoneCodeExpiredError:
+            raise UserError("that code has expired; ask for a new one") from None
+        except errors.FloodWaitError as exc:
+            raise UserError(f"Telegram asks to wait {exc.seconds} s before the next try") \
+                from None
+        await self._signed_in()
+        return True
+
+    def submit_password(self, password: str) -> concurrent.futures.Future:
+        return self.submit(self._submit_password(password))
+
+    async def _submit_password(self, password: str) -> None:
+        from telethon import errors
+
+        try:
+            await self._client.sign_in(password=password)
+        except errors.PasswordHashInvalidError:
+            raise UserError("that password is not right") from None
+        await self._signed_in()
+
+    async def _signed_in(self) -> None:
+        from telethon import events
+
+        me = await self._client.get_me()
+        self.me_id = me.id
+        client = self._client
+        client.add_event_handler(self._on_new_message, events.NewMessage())
+        client.add_event_handler(self._on_edited, events.MessageEdited())
+        client.add_event_handler(self._on_deleted, events.MessageDeleted())
+        self.online = True
+        self._status("Telegram: online")
+        log.info("signed in to Telegram as %s", me.id)
+
+    # -- sync ------------------------------------------------------------------------------------
+
+    def sync(self, progress: Callable[[int, int], None] | None = None
+             ) -> concurrent.futures.Future:
+        return self.submit(self._sync(progress))
+
+    async def _sync(self, progress: Callable[[int, int], None] | None) -> int:
+        """Dialogs, and for each the last ``seed_messages`` (first time) or what was missed."""
+        assert self._store is not None
+        dialogs = [dialog async for dialog in self._client.iter_dialogs()]
+        stored = 0
+        for done, dialog in enumerate(dialogs, 1):
+            info = dialog_info(dialog.entity)
+            self._store.dialogs.upsert(info.id, info.kind, info.title, username=info.username,
+                                       phone=info.phone)
+            newest = self._store.messages.newest_telegram_id(info.id)
+            limit = self._settings.seed_messages if newest is None else CATCH_UP_LIMIT
+            if limit:
+                messages = await self._client.get_messages(dialog.entity, limit=limit,
+                                                           min_id=newest or 0)
+                for message in reversed(list(messages)):
+                    stored += await self._store_message(message, info.id, info.kind,
+                                                        announce=False)
+            self._emit(DialogChanged(self._store.dialogs.get(info.id)))
+            if progress is not None:
+                progress(done, len(dialogs))
+        return stored
+
+    # -- live updates ----------------------------------------------------------------------------
+
+    async def _on_new_message(self, event: Any) -> None:
+        chat = await event.get_chat()
+        info = dialog_info(chat)
+        assert self._store is not None
+        self._store.dialogs.ensure(info.id, info.kind, info.title)
+        async with self._send_lock:  # a message we are sending gets its id before we look
+            await self._store_message(event.message, info.id, info.kind, announce=True)
+
+    async def _on_edited(self, event: Any) -> None:
+        assert self._store is not None
+        found = self._store.messages.find_by_telegram_id(event.chat_id, event.message.id)
+        if found is not None:
+            edited = self._store.messages.edit(found.id, event.message.message or "",
+                                               _ms(event.message.edit_date))
+            self._emit(MessageChanged(edited))
+
+    async def _on_deleted(self, event: Any) -> None:
+        assert self._store is not None
+        for tg_id in event.deleted_ids:
+            if event.chat_id is not None:  # channels and supergroups have their own ids
+                found = [self._store.messages.find_by_telegram_id(event.chat_id, tg_id)]
+            else:
+                found = self._store.messages.find_by_account_message_id(tg_id)
+            for message in found:
+                if message is not None and not message.deleted:
+                    self._emit(MessageChanged(self._store.messages.mark_deleted(message.id)))
+
+    async def _store_message(self, message: Any, dialog_id: int, kind: str, *,
+                             announce: bool) -> int:
+        assert self._store is not None
+        if self._store.messages.find_by_telegram_id(dialog_id, message.id) is not None:
+            return 0
+        sender = await message.get_sender() if message.sender_id else None
+        sender_name = dialog_info(sender).title if sender is not None else ""
+        file_id = await self._store_media(message, kind)
+        stored, new = self._store.messages.receive(
+            incoming_message(message, dialog_id, sender_name, file_id))
+        if new and announce:
+            self._emit(MessageStored(stored))
+        return int(new)
+
+    async def _store_media(self, message: Any, kind: str) -> int | None:
+        described = media_description(message)
+        if described is None:
+            return None
+        name, size, mime = described
+        assert self._store is not None
+        if not downloads_automatically(kind):
+            return self._store.files.create(name, size, mime=mime, state="pending").id
+        downloads = self._paths.downloads
+        partial = partial_path(downloads, f"tg:{message.chat_id}:{message.id}")
+        partial.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            await self._client.download_media(message, file=str(partial))
+            final = move_into_place(partial, downloads, name)
+        except (OSError, ConnectionError) as exc:
+            log.warning("could not download %s: %s", name, exc)
+            return self._store.files.create(name, size, mime=mime, state="failed").id
+        return self._store.files.create(name, final.stat().st_size, mime=mime,
+                                        path=str(final.resolve()), state="complete").id
+
+    # -- transport -------------------------------------------------------------------------------
+
+    def can_reach(self, dialog: Dialog) -> bool:
+        return self.online
+
+    def submit_message(self, entry: OutboxEntry, message: Message) -> None:
+        self.submit(self._send(message.id))
+
+    async def _send(self, message_id: int) -> None:
+        from telethon import errors
+
+        assert self._store is not None and self._send_lock is not None
+        async with self._send_lock:
+            message = self._store.messages.get(message_id)
+            if message.state != "sending":
+                return
+            try:
+                entity = await self._client.get_input_entity(message.dialog_id)
+                if message.file_id is not None:
+                    file = self._store.files.get(message.file_id)
+                    sent = await self._client.send_file(
+                        entity, file.path, caption=message.text or None,
+                        part_size_kb=UPLOAD_PART_KB)
+                else:
+                    sent = await self._client.send_message(entity, message.text)
+            except errors.FloodWaitError as exc:
+                self._status(f"Telegram: flood wait {exc.seconds} s", "error")
+                self._store.outbox.retry_later(message_id, f"flood wait {exc.seconds} s",
+                                               utc_now_ms() + exc.seconds * 1000)
+            except (ConnectionError, OSError) as exc:
+                self._store.outbox.retry_later(message_id, str(exc), utc_now_ms() + 5000)
+            except (errors.RPCError, ValueError) as exc:
+                self._store.outbox.give_up(message_id, f"Telegram refused it: {exc}")
+            else:
+                self._store.outbox.complete(message_id, delivered=False, tg_msg_id=sent.id)
+            self._emit(MessageChanged(self._store.messages.get(message_id)))
+
+    # -- people and read state -------------------------------------------------------------------
+
+    def find_by_phone(self, phone: str, first_name: str = "") -> concurrent.futures.Future:
+        """Resolves to the dialog id of the person with that number, or raises UserError."""
+        return self.submit(self._find_by_phone(phone, first_name))
+
+    async def _find_by_phone(self, phone: str, first_name: str) -> int:
+        from telethon.tl import functions, types
+
+        contact = types.InputPhoneContact(client_id=int.from_bytes(os.urandom(7), "big"),
+                                          phone=phone, first_name=first_name or phone,
+                                          last_name="")
+        result = await self._client(functions.contacts.ImportContactsRequest([contact]))
+        if not result.users:
+            raise UserError(f"{phone} is not on Telegram")
+        info = dialog_info(result.users[0])
+        assert self._store is not None
+        self._store.dialogs.upsert(info.id, info.kind, info.title, username=info.username,
+                                   phone=info.phone)
+        self._emit(DialogChanged(self._store.dialogs.get(info.id)))
+        return info.id
+
+    def mark_read(self, dialog_id: int) -> None:
+        if self.online:
+            self.submit(self._mark_read(dialog_id))
+
+    async def _mark_read(self, dialog_id: int) -> None:
+        with contextlib.suppress(Exception):
+            await self._client.send_read_acknowledge(dialog_id)
+
+    def _status(self, text: str, level: str = "info") -> None:
+        self._emit(StatusChanged("telegram", text, level))
+
+
+class TelegramTransport:
+    """The router's view of the worker (``submit`` there is the worker's ``submit_message``)."""
+
+    name = "telegram"
+
+    def __init__(self, worker: TelegramWorker) -> None:
+        self._worker = worker
+
+    def can_reach(self, dialog: Dialog) -> bool:
+        return self._worker.can_reach(dialog)
+
+    def submit(self, entry: OutboxEntry, message: Message) -> None:
+        self._worker.submit_message(entry, message)
+
+
+def _default_client(session: str, api_id: int, api_hash: str) -> Any:
+    from telethon import TelegramClient
+
+    return TelegramClient(session, api_id, api_hash, flood_sleep_threshold=10,
+                          device_model="Chimera", app_version="0.1")
+
+
+def _make_private(session: Path) -> None:
+    for candidate in (session, session.with_name(session.name + ".session")):
+        if candidate.exists():
+            os.chmod(candidate, 0o600)
+
+
+def _ms(moment: Any) -> int | None:
+    return None if moment is None else int(moment.timestamp() * 1000)
