@@ -19,6 +19,20 @@ from chimera_tk.profiles import ProfilePaths, profile_paths
 from chimera_tk.store import Store
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _announce_on_loopback_only() -> Iterator[None]:
+    """No test may broadcast on a real network: LAN discovery started by any test, or by any
+    process a test starts, in this namespace sends to the loopback broadcast only. Tests in
+    network namespaces give their processes an environment without this variable."""
+    previous = os.environ.get("CHIMERA_BROADCAST_ADDRESSES")
+    os.environ["CHIMERA_BROADCAST_ADDRESSES"] = "127.255.255.255"
+    yield
+    if previous is None:
+        del os.environ["CHIMERA_BROADCAST_ADDRESSES"]
+    else:
+        os.environ["CHIMERA_BROADCAST_ADDRESSES"] = previous
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
