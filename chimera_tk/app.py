@@ -158,7 +158,8 @@ class App:
                                  on_quit=lambda: self.request_quit("window closed"),
                                  presence=self.is_on_lan, post=self.events.post,
                                  cancel=self.cancel_message, mark_read=self.mark_read,
-                                 connect_telegram=self.open_telegram_wizard)
+                                 connect_telegram=self.open_telegram_wizard,
+                                 download_media=self.download_media)
         self.window.dialogs.refresh()
 
     def save_telegram_credentials(self, api_id: int, api_hash: str) -> None:
@@ -180,6 +181,17 @@ class App:
         self._build_telegram()
         if self.telegram is not None:
             self.telegram.start()
+
+    def download_media(self, message_id: int) -> None:
+        if self.telegram is None:
+            return
+
+        def report(future: object) -> None:
+            error = future.exception()  # type: ignore[attr-defined]
+            if error is not None:
+                self.events.post(StatusChanged("telegram", f"Telegram: {error}", "error"))
+
+        self.telegram.download_file(message_id).add_done_callback(report)
 
     def open_telegram_wizard(self) -> None:
         from chimera_tk.views.telegram_wizard import ConnectTelegramDialog

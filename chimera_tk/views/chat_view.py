@@ -39,8 +39,10 @@ class ChatView(ttk.Frame):
                  presence: Callable[[int], bool] = lambda _id: False,
                  post: Callable[[object], None] | None = None,
                  cancel: Callable[[int], None] | None = None,
-                 mark_read: Callable[[int], None] | None = None) -> None:
+                 mark_read: Callable[[int], None] | None = None,
+                 download_media: Callable[[int], None] | None = None) -> None:
         super().__init__(master)
+        self._download_media = download_media
         self._mark_read = mark_read or store.dialogs.mark_read
         self._presence = presence
         self._post = post or dispatcher.dispatch
@@ -138,12 +140,28 @@ class ChatView(ttk.Frame):
         from chimera_tk.views.desktop import open_path, show_in_folder
 
         file = self._store.files.get(message.file_id)
+        if action == "download":
+            self._download(message, file.name)
+            return
         try:
             if file.path is None:
                 raise UserError(f"{file.name} is not on this computer")
             (open_path if action == "open" else show_in_folder)(Path(file.path))
         except UserError as exc:
             self.composer.show_error(str(exc))
+
+    def _download(self, message: Message, name: str) -> None:
+        from tkinter import messagebox
+
+        if self._download_media is None:
+            self.composer.show_error("Telegram is not connected")
+            return
+        if messagebox.askyesno(
+                "Download from a channel?",
+                f"{name} comes from a channel or supergroup. Files there can carry malware, "
+                "which is why Chimera did not fetch it. Download it anyway?",
+                icon="warning", parent=self):
+            self._download_media(message.id)
 
     def _on_progress(self, event: TransferProgress) -> None:
         self.messages.show_progress(event.message_id, event.bytes_done, event.total)

@@ -100,6 +100,8 @@ def file_status(file: FileRecord, progress: tuple[int, int] | None, outgoing: bo
         return f"{size} · transfer failed"
     if file.state == "cancelled":
         return f"{size} · cancelled"
+    if file.state == "pending" and not outgoing:
+        return f"{size} · not downloaded"
     if progress is not None and progress[1] > 0:
         done, total = progress
         verb = "sending" if outgoing else "receiving"

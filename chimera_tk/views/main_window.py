@@ -39,7 +39,8 @@ class MainWindow(ttk.Frame):
                  post: Callable[[object], None] | None = None,
                  cancel: Callable[[int], None] | None = None,
                  mark_read: Callable[[int], None] | None = None,
-                 connect_telegram: Callable[[], None] | None = None) -> None:
+                 connect_telegram: Callable[[], None] | None = None,
+                 download_media: Callable[[int], None] | None = None) -> None:
         super().__init__(root)
         self._root = root
         self._on_quit = on_quit
@@ -50,7 +51,7 @@ class MainWindow(ttk.Frame):
         panes = ttk.PanedWindow(self, orient="horizontal")
         panes.pack(fill="both", expand=True)
         self.chat = ChatView(panes, store, router, dispatcher, palette, presence, post, cancel,
-                             mark_read or store.dialogs.mark_read)
+                             mark_read or store.dialogs.mark_read, download_media)
         self.dialogs = DialogListView(panes, store, dispatcher, on_select=self.open_dialog,
                                       presence=presence)
         panes.add(self.dialogs, weight=0)

@@ -79,7 +79,7 @@ class MessageView(ttk.Frame):
         t.tag_configure("gap", font=("TkDefaultFont", 3))
         t.tag_configure("file", font="SunValleyBodyStrongFont")
         t.tag_configure("link", foreground=p.accent, underline=True)
-        for action in ("open", "folder"):
+        for action in ("open", "folder", "download"):
             t.tag_bind(f"act-{action}", "<Button-1>",
                        lambda event, a=action: self._file_action(a, event))
         t.tag_bind("link", "<Enter>", lambda _e: t.configure(cursor="hand2"))
@@ -302,6 +302,9 @@ class MessageView(ttk.Frame):
         if file.state == "complete" and file.path:
             chunks += [("   ", tags), ("Open", (*tags, "link", "act-open")), ("  ·  ", tags),
                        ("Show in folder", (*tags, "link", "act-folder"))]
+        elif file.state == "pending" and not message.outgoing:
+            # channel media are never fetched on their own (possible malware): on request only
+            chunks += [("   ", tags), ("Download…", (*tags, "link", "act-download"))]
         chunks.append(("\n", tags))
         return chunks
 

@@ -317,6 +317,34 @@ class TelegramWorker:
                 self._store.outbox.complete(message_id, delivered=False, tg_msg_id=sent.id)
             self._emit(MessageChanged(self._store.messages.get(message_id)))
 
+    def download_file(self, message_id: int) -> concurrent.futures.Future:
+        """Fetch the media of a message that was not downloaded on arrival (channels)."""
+        return self.submit(self._download_file(message_id))
+
+    async def _download_file(self, message_id: int) -> None:
+        assert self._store is not None
+        message = self._store.messages.get(message_id)
+        if message.file_id is None or message.tg_msg_id is None:
+            raise UserError("this message has no Telegram file")
+        file = self._store.files.get(message.file_id)
+        original = await self._client.get_messages(message.dialog_id, ids=message.tg_msg_id)
+        if original is None or original.media is None:
+            raise UserError(f"{file.name} is no longer available on Telegram")
+        downloads = self._paths.downloads
+        partial = partial_path(downloads, message.uid)
+        partial.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._store.files.set_state(file.id, "transferring")
+        try:
+            await self._client.download_media(original, file=str(partial))
+            final = move_into_place(partial, downloads, file.name)
+        except (OSError, ConnectionError) as exc:
+            self._store.files.set_state(file.id, "failed")
+            self._emit(MessageChanged(self._store.messages.get(message_id)))
+            raise UserError(f"could not download {file.name}: {exc}") from None
+        self._store.files.set_state(file.id, "complete", path=str(final.resolve()),
+                                    bytes_done=final.stat().st_size)
+        self._emit(MessageChanged(self._store.messages.get(message_id)))
+
     # -- people and read state -------------------------------------------------------------------
 
     def find_by_phone(self, phone: str, first_name: str = "") -> concurrent.futures.Future:
