@@ -144,8 +144,6 @@ def run_storm(paths: ProfilePaths, seconds: float) -> StormRun:
         app.window.open_dialog(CHAT)
         root.update()
         view = app.window.chat.messages
-        loaded_before = len(view.loaded)
-        handled_before = app.pump.handled
         failures_before = app.dispatcher.failures
 
         worker = StormWorker(paths, app.events.post, RATE_PER_S, seconds)

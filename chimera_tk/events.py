@@ -64,7 +64,7 @@ class PeerAnnounced:
     address: str
     port: int
     instance: str | None
-    new: bool  # first time heard, or a new instance (the peer restarted)
+    new: bool  # first time heard, a new instance (restarted), or a new address or port
 
 
 @dataclass(frozen=True, slots=True)

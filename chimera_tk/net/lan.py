@@ -104,6 +104,8 @@ class LanService:
             self.peer.verify(event.user_id)
 
     def _on_expired(self, event: PeerExpired) -> None:
+        if self.verified.get(event.user_id, event.address) != event.address:
+            return  # an old address of someone who moved: they are still here
         self.peer.forget_address(event.user_id)
         if self.verified.pop(event.user_id, None) is not None:
             self._presence_changed(event.user_id)
