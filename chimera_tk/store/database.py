@@ -119,6 +119,9 @@ def _configure(conn: sqlite3.Connection, *, in_memory: bool) -> None:
         conn.execute("PRAGMA journal_mode = WAL")
         # NORMAL in WAL mode survives any process crash; only a power cut may lose the last commits.
         conn.execute("PRAGMA synchronous = NORMAL")
+    # 16 MiB instead of the default 2 MB: ingest into a history of a million messages gets 25-40 %
+    # faster (FTS segment merges and the uid index stay in cache); 64 MiB measured no better.
+    conn.execute("PRAGMA cache_size = -16384")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
 
