@@ -94,6 +94,14 @@ class PeerUnavailable:
 
 
 @dataclass(frozen=True, slots=True)
+class SyncProgress:
+    """Telegram's first sync (or catch-up): ``done`` of ``total`` dialogs fetched."""
+
+    done: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
 class FileHashed:
     """A file the user attached has been read and hashed, off the Tk thread; now it can queue."""
 

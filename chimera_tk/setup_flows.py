@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from chimera_tk.config import Config, save_config
 from chimera_tk.errors import ConfigError, UserError
+from chimera_tk.events import SyncProgress
 from chimera_tk.profiles import ProfileLock, ProfilePaths
 from chimera_tk.store import Store
 
@@ -68,11 +69,12 @@ def variables(paths: ProfilePaths, config: Config, args: argparse.Namespace,
                                         flag="--api-hash")
     if len(api_hash) != 32 or any(c not in "0123456789abcdef" for c in api_hash.lower()):
         raise ConfigError("api_hash must be the 32 hexadecimal characters Telegram shows")
-    identity_url = args.identity_url or ask.ask(
+    identity_url = args.identity_url if args.identity_url is not None else ask.ask(
         "Identity provider address (https://HOST:PORT, empty for none)", team.identity_url,
         flag="--identity-url")
-    ca_url = args.ca_url or ask.ask("CA address (https://HOST:PORT, empty for the provider's)",
-                                    team.ca_url or identity_url, flag="--ca-url")
+    ca_url = args.ca_url if args.ca_url is not None else ask.ask(
+        "CA address (https://HOST:PORT, empty for the provider's)",
+        team.ca_url or identity_url, flag="--ca-url")
     broadcast = args.broadcast if args.broadcast is not None else ask.ask(
         "Broadcast address (empty: detect automatically)", ",".join(lan.broadcast_addresses),
         flag="--broadcast")
@@ -107,14 +109,17 @@ def install(paths: ProfilePaths, config: Config, args: argparse.Namespace, *,
         ask.say("Database ready.")
         if not (config.telegram.api_id and config.telegram.api_hash):
             config = variables(paths, config, args, ask)
-        worker = TelegramWorker(config.telegram, paths, lambda _event: None,
+        def show_progress(event: object) -> None:
+            if isinstance(event, SyncProgress):
+                ask.say(f"  dialogs {event.done}/{event.total}")
+
+        worker = TelegramWorker(config.telegram, paths, show_progress,
                                 client_factory=client_factory)
         worker.start()
         try:
             _sign_in(worker, ask, args)
             ask.say("Signed in. Downloading your dialogs and their latest messages…")
-            count = worker.sync(lambda done, total: ask.say(f"  dialogs {done}/{total}")
-                                ).result(600)
+            count = worker.wait_synced().result(600)
             ask.say(f"First sync done: {count} messages stored.")
         finally:
             worker.stop()

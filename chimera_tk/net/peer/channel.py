@@ -2,7 +2,8 @@
 
 Only the I/O thread touches the SSL socket (OpenSSL objects must not be used from two threads at
 once); other threads queue frames and wake it through a socket pair. Writers block while more than
-HIGH_WATER bytes are queued, so a fast file reader never buffers a whole file in memory. A peer
+HIGH_WATER bytes are queued (until LOW_WATER), so a fast file reader never buffers a whole file in
+memory. A peer
 that stays silent past the idle timeout is pinged once and dropped if it still says nothing.
 """
 
@@ -24,6 +25,7 @@ from chimera_tk.net.peer.protocol import Event, PeerSession, Ping, Pong
 log = logging.getLogger(__name__)
 
 HIGH_WATER = 4 * 1024 * 1024
+LOW_WATER = HIGH_WATER // 2  # a writer blocked at HIGH_WATER is woken once the queue is this low
 READ_SIZE = 256 * 1024
 WRITE_SIZE = 256 * 1024
 SMALL_FRAME = 16 * 1024
@@ -230,13 +232,17 @@ class Channel:
             except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
                 return
             with self._lock:
+                was_above = self._out_bytes > LOW_WATER
                 self.bytes_sent += sent
                 self._out_bytes -= sent
                 if sent == len(view):
                     self._out.popleft()
                 else:
                     self._out[0] = view[sent:]
-                self._lock.notify_all()
+                # wake waiters only when their wait can end (not after every piece: each wake
+                # costs the writing thread a GIL round trip)
+                if not self._out_bytes or (was_above and self._out_bytes <= LOW_WATER):
+                    self._lock.notify_all()
 
     def _coalesce_small(self) -> memoryview:
         """Join queued small frames into one write (fewer TLS records); called under the lock."""

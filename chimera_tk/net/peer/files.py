@@ -23,6 +23,7 @@ from chimera_tk.errors import ChimeraError
 PARTIAL_DIR = ".partial"
 MAX_NAME_BYTES = 200
 DISK_RESERVE_BYTES = 64 * 1024 * 1024  # never fill the disk to the last byte
+WRITEBACK_WINDOW = 8 * 1024 * 1024  # the writer starts writeback this often (see _write_back)
 _WINDOWS_RESERVED = re.compile(r"(?i)(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?")
 _FORBIDDEN = re.compile(r'[<>:"/\\|?*]')
 
@@ -86,6 +87,7 @@ class IncomingFile:
     """One file being received: bytes are written and hashed on a thread of their own.
 
     Writing and hashing release the GIL, so they run beside the TLS decryption of the next chunk.
+    Every WRITEBACK_WINDOW bytes the writer starts the disk writes behind it (:func:`_write_back`).
     """
 
     def __init__(self, downloads: Path, uid: str, size: int, sha256: str) -> None:
@@ -125,12 +127,20 @@ class IncomingFile:
         self.offset += len(chunk)
 
     def _write_loop(self) -> None:
+        previous = current = self._file.tell()  # where the last two writeback windows begin
         while (chunk := self._chunks.get()) is not None:
             if self._error is not None:
                 continue
             try:
                 self._file.write(chunk)
                 self._hasher.update(chunk)
+                if self._file.tell() - current >= WRITEBACK_WINDOW:
+                    self._file.flush()
+                    end = self._file.tell()
+                    # the window before: advised a second time, now written, dropped;
+                    # the new one: its writeback starts
+                    _write_back(self._file.fileno(), previous, end)
+                    previous, current = current, end
             except OSError as exc:
                 self._error = exc
 
@@ -158,6 +168,19 @@ class IncomingFile:
             self._file.close()
         if not keep_partial:
             self.partial.unlink(missing_ok=True)
+
+
+def _write_back(fd: int, start: int, end: int) -> None:
+    """Start writing ``start..end`` to disk now and drop the pages of it already written.
+
+    Linux starts asynchronous writeback of a DONTNEED range's dirty pages and frees its clean
+    ones. The fsync before the ACK then has only the last window or two left (it wrote the whole
+    file, 0.3-2.5 s per GiB on the test VM), and a big download neither evicts the page cache
+    nor pays for growing it. Elsewhere (no posix_fadvise) this does nothing.
+    """
+    if hasattr(os, "posix_fadvise"):
+        with contextlib.suppress(OSError):  # only advice: a file system may not take it
+            os.posix_fadvise(fd, start, end - start, os.POSIX_FADV_DONTNEED)
 
 
 def move_into_place(partial: Path, downloads: Path, name: str) -> Path:

@@ -54,6 +54,10 @@ def downloads_automatically(kind: str) -> bool:
     return kind in ("user", "group")
 
 
+def is_service_message(message: object) -> bool:
+    return isinstance(message, types.MessageService)
+
+
 def incoming_message(message: object, dialog_id: int, sender_name: str = "",
                      file_id: int | None = None) -> IncomingMessage:
     """A Telethon ``Message`` as the record our store keeps (text, time, direction, sender)."""

@@ -20,12 +20,19 @@ from typing import Any
 
 from chimera_tk.config import TelegramSettings
 from chimera_tk.errors import UserError
-from chimera_tk.events import DialogChanged, MessageChanged, MessageStored, StatusChanged
+from chimera_tk.events import (
+    DialogChanged,
+    MessageChanged,
+    MessageStored,
+    StatusChanged,
+    SyncProgress,
+)
 from chimera_tk.net.peer.files import move_into_place, partial_path
 from chimera_tk.net.telegram.mapping import (
     dialog_info,
     downloads_automatically,
     incoming_message,
+    is_service_message,
     media_description,
 )
 from chimera_tk.profiles import ProfilePaths
@@ -57,6 +64,7 @@ class TelegramWorker:
         self._store: Store | None = None
         self._send_lock: asyncio.Lock | None = None
         self._phone: str | None = None
+        self._sync_task: asyncio.Task | None = None
         self.me_id: int | None = None
         self.online = False
 
@@ -186,8 +194,29 @@ class TelegramWorker:
         client.add_event_handler(self._on_edited, events.MessageEdited())
         client.add_event_handler(self._on_deleted, events.MessageDeleted())
         self.online = True
-        self._status("Telegram: online")
         log.info("signed in to Telegram as %s", me.id)
+        # first sync after signing in, catch-up on every later start
+        self._sync_task = asyncio.get_running_loop().create_task(self._sync_with_status())
+
+    async def _sync_with_status(self) -> int:
+        def progress(done: int, total: int) -> None:
+            self._emit(SyncProgress(done, total))
+            self._status(f"Telegram: syncing {done}/{total}")
+
+        try:
+            stored = await self._sync(progress)
+        except (ConnectionError, OSError) as exc:
+            self._status(f"Telegram: sync interrupted ({exc})", "error")
+            return 0
+        self._status("Telegram: online")
+        return stored
+
+    def wait_synced(self) -> concurrent.futures.Future:
+        """Resolves once the sync that follows sign-in (or start-up) has finished."""
+        return self.submit(self._wait_synced())
+
+    async def _wait_synced(self) -> int:
+        return await self._sync_task if self._sync_task is not None else 0
 
     # -- sync ------------------------------------------------------------------------------------
 
@@ -249,6 +278,8 @@ class TelegramWorker:
     async def _store_message(self, message: Any, dialog_id: int, kind: str, *,
                              announce: bool) -> int:
         assert self._store is not None
+        if is_service_message(message):
+            return 0  # "created the group" and the like: not a conversation message
         if self._store.messages.find_by_telegram_id(dialog_id, message.id) is not None:
             return 0
         sender = await message.get_sender() if message.sender_id else None

@@ -1,0 +1,256 @@
+"""Chimera's Telegram worker through Telethon's real client against the in-process emulator.
+
+The emulator stands in for Telegram's servers only (unreachable here); the worker, the store,
+the router and Telethon itself are the real ones.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from telethon import TelegramClient
+
+from chimera_tk.app import App, build_app
+from chimera_tk.config import Config, LanSettings, TelegramSettings
+from chimera_tk.errors import UserError
+from chimera_tk.events import MessageChanged, MessageStored, SyncProgress
+from chimera_tk.profiles import ProfilePaths
+from tests.telegram_emulator import TEST_API_HASH, TEST_API_ID, TelegramServer, install
+
+ALICE_PHONE, BOB_PHONE, CAROL_PHONE = "+15550100", "+15550200", "+15550300"
+
+
+@pytest.fixture
+def server() -> TelegramServer:
+    return TelegramServer(seed=3)
+
+
+def _factory(server: TelegramServer):
+    def make(session: str, api_id: int, api_hash: str) -> TelegramClient:
+        client = TelegramClient(session, api_id, api_hash, flood_sleep_threshold=2,
+                                retry_delay=0)
+        install(client, server)
+        return client
+
+    return make
+
+
+@pytest.fixture
+def headless(paths: ProfilePaths, server: TelegramServer) -> Iterator[App]:
+    """The real app without a window, its Telegram worker talking to the emulator."""
+    config = Config(telegram=TelegramSettings(api_id=TEST_API_ID, api_hash=TEST_API_HASH),
+                    lan=LanSettings(enabled=False))
+    app = build_app(paths, config, window=False, telegram_client_factory=_factory(server))
+    app.start()
+    yield app
+    app.shutdown()
+
+
+def _events(app: App, kind: type, timeout: float = 10.0, count: int = 1,
+            where=lambda _e: True) -> list:
+    """Dispatch the app's events on this thread until ``count`` of ``kind`` matched."""
+    seen: list = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and len(seen) < count:
+        event = app.events.get(timeout=0.05)
+        if event is None:
+            continue
+        app.dispatcher.dispatch(event)
+        if isinstance(event, kind) and where(event):
+            seen.append(event)
+    assert len(seen) >= count, f"only {len(seen)} {kind.__name__} events"
+    return seen
+
+
+def _sign_in(app: App, server: TelegramServer, phone: str = ALICE_PHONE) -> None:
+    worker = app.telegram
+    assert worker.is_signed_in().result(10) is False
+    worker.request_code(phone).result(10)
+    assert worker.submit_code(server.last_code(phone)).result(10) is True
+    assert worker.online
+
+
+def test_sign_in_with_code_then_first_sync_fills_dialogs_and_ten_messages_each(
+        headless: App, server: TelegramServer) -> None:
+    alice = server.add_user("Alice", phone=ALICE_PHONE)
+    bob = server.add_user("Bob", "Builder", phone=BOB_PHONE)
+    carol = server.add_user("Carol", phone=CAROL_PHONE)
+    group = server.create_group("Office", alice, [bob, carol])
+    channel = server.create_channel("News", carol, [alice])
+    for i in range(15):
+        server.send_as(bob, alice, f"bob {i}")
+    for i in range(3):
+        server.send_as(carol, group, f"group {i}")
+        server.send_as(carol, channel, f"news {i}")
+    _sign_in(headless, server)
+    assert headless.telegram.wait_synced().result(30) == 10 + 3 + 3
+    progress = _events(headless, SyncProgress, count=3)
+    assert [(e.done, e.total) for e in progress] == [(1, 3), (2, 3), (3, 3)]  # 100 %
+    store = headless.store
+    kinds = {d.title: d.kind for d in store.dialogs.list()}
+    assert kinds == {"Bob Builder": "user", "Office": "group", "News": "channel"}
+    bob_chat = store.messages.latest_page(bob.id, 50)
+    assert [m.text for m in bob_chat] == [f"bob {i}" for i in range(5, 15)]
+    assert {m.transport for m in bob_chat} == {"telegram"}
+    assert all(m.state == "received" and m.tg_msg_id for m in bob_chat)
+    group_id = next(d.id for d in store.dialogs.list() if d.title == "Office")
+    assert group_id < 0  # basic groups are marked negative, as Telethon marks them
+
+
+def test_a_later_start_catches_up_what_was_missed_while_closed(
+        paths: ProfilePaths, server: TelegramServer) -> None:
+    alice = server.add_user("Alice", phone=ALICE_PHONE)
+    bob = server.add_user("Bob", phone=BOB_PHONE)
+    server.send_as(bob, alice, "before")
+    config = Config(telegram=TelegramSettings(api_id=TEST_API_ID, api_hash=TEST_API_HASH),
+                    lan=LanSettings(enabled=False))
+    first = build_app(paths, config, window=False, telegram_client_factory=_factory(server))
+    first.start()
+    _sign_in(first, server)
+    assert first.telegram.wait_synced().result(30) == 1
+    first.shutdown()
+    for i in range(3):
+        server.send_as(bob, alice, f"while closed {i}")
+    again = build_app(paths, config, window=False, telegram_client_factory=_factory(server))
+    again.start()
+    try:
+        assert again.telegram.is_signed_in().result(10)  # the session file kept the login
+        assert again.telegram.wait_synced().result(30) == 3
+        assert [m.text for m in again.store.messages.latest_page(bob.id, 10)] == [
+            "before", "while closed 0", "while closed 1", "while closed 2"]
+    finally:
+        again.shutdown()
+    session = paths.telegram_session.with_name("telegram.session")
+    assert session.exists() and session.stat().st_mode & 0o777 == 0o600
+
+
+def test_wrong_code_and_two_step_password(headless: App, server: TelegramServer) -> None:
+    server.add_user("Alice", phone=ALICE_PHONE, password="correct horse")
+    worker = headless.telegram
+    worker.request_code(ALICE_PHONE).result(10)
+    with pytest.raises(UserError, match="not right"):
+        worker.submit_code("00000").result(10)
+    assert worker.submit_code(server.last_code(ALICE_PHONE)).result(10) is False
+    with pytest.raises(UserError, match="password is not right"):
+        worker.submit_password("wrong").result(10)
+    worker.submit_password("correct horse").result(10)
+    assert worker.online
+
+
+def test_banned_number_is_said_in_plain_words(headless: App, server: TelegramServer) -> None:
+    server.add_user("Alice", phone=ALICE_PHONE)
+    server.ban(ALICE_PHONE)
+    with pytest.raises(UserError, match="banned"):
+        headless.telegram.request_code(ALICE_PHONE).result(10)
+
+
+def test_live_new_edited_and_deleted_messages_change_the_database(
+        headless: App, server: TelegramServer) -> None:
+    alice = server.add_user("Alice", phone=ALICE_PHONE)
+    bob = server.add_user("Bob", phone=BOB_PHONE)
+    _sign_in(headless, server)
+    headless.telegram.wait_synced().result(30)
+    message = server.send_as(bob, alice, "live hello")
+    [stored] = _events(headless, MessageStored)
+    assert (stored.message.text, stored.message.dialog_id) == ("live hello", bob.id)
+    server.edit_as(message, "live hello (edited)")
+    _events(headless, MessageChanged, where=lambda e: e.message.edited_at is not None)
+    assert headless.store.messages.get(stored.message.id).text == "live hello (edited)"
+    server.delete_as(message)
+    _events(headless, MessageChanged, where=lambda e: e.message.deleted)
+    assert headless.store.messages.get(stored.message.id).deleted
+    server.send_as(bob, alice, "live hello")  # same text, new message: a new row
+    _events(headless, MessageStored)
+    assert headless.store.messages.count(bob.id) == 2
+
+
+def test_sending_through_telegram_records_the_id_and_stores_once(
+        headless: App, server: TelegramServer) -> None:
+    alice = server.add_user("Alice", phone=ALICE_PHONE)
+    bob = server.add_user("Bob", phone=BOB_PHONE)
+    server.send_as(bob, alice, "hi")
+    _sign_in(headless, server)
+    headless.telegram.wait_synced().result(30)
+    message = headless.router.send_text(bob.id, "sent via the cloud")
+    [done] = _events(headless, MessageChanged, where=lambda e: e.message.state == "sent")
+    assert done.message.transport == "telegram" and done.message.tg_msg_id
+    time.sleep(0.5)
+    _events(headless, object, timeout=0.5, count=0)
+    assert [m.text for m in server.messages_of(bob, alice)][-1] == "sent via the cloud"
+    assert headless.store.messages.count(bob.id) == 2  # our own update did not add a copy
+    assert headless.store.messages.get(message.id).state == "sent"
+
+
+def test_files_go_up_and_private_media_come_down_but_channel_media_do_not(
+        headless: App, server: TelegramServer, tmp_path: Path) -> None:
+    alice = server.add_user("Alice", phone=ALICE_PHONE)
+    bob = server.add_user("Bob", phone=BOB_PHONE)
+    channel = server.create_channel("Downloads Inc", bob, [alice])
+    payload = bytes(range(256)) * 4000
+    server.send_as(bob, alice, "the file", media=server.upload_document(payload, "plan.pdf"))
+    server.send_as(bob, channel, "maybe malware",
+                   media=server.upload_document(b"MZ" * 1000, "setup.exe"))
+    _sign_in(headless, server)
+    headless.telegram.wait_synced().result(30)
+    store = headless.store
+    [private] = [m for m in store.messages.latest_page(bob.id, 5) if m.file_id]
+    file = store.files.get(private.file_id)
+    assert file.state == "complete" and Path(file.path).read_bytes() == payload
+    assert Path(file.path).parent == headless.paths.downloads.resolve()
+    channel_id = next(d.id for d in store.dialogs.list() if d.kind == "channel")
+    [risky] = [m for m in store.messages.latest_page(channel_id, 5) if m.file_id]
+    risky_file = store.files.get(risky.file_id)
+    assert (risky_file.state, risky_file.path, risky_file.name) == ("pending", None,
+                                                                     "setup.exe")
+    assert not list(headless.paths.downloads.glob("setup*"))
+    headless.telegram.download_file(risky.id).result(30)  # the user chose to, after a warning
+    assert Path(store.files.get(risky.file_id).path).read_bytes() == b"MZ" * 1000
+    upload = tmp_path / "slides.bin"
+    upload.write_bytes(bytes(reversed(payload)))
+    sent = headless.router.send_file(bob.id, upload, caption="slides")
+    _events(headless, MessageChanged, where=lambda e: e.message.id == sent.id
+            and e.message.state == "sent")
+    assert server.messages_of(bob, alice)[-1].text == "slides"
+
+
+def test_finding_people_by_phone(headless: App, server: TelegramServer) -> None:
+    server.add_user("Alice", phone=ALICE_PHONE)
+    bob = server.add_user("Bob", "Builder", phone=BOB_PHONE)
+    _sign_in(headless, server)
+    dialog_id = headless.telegram.find_by_phone(BOB_PHONE, "Bob from work").result(10)
+    assert dialog_id == bob.id  # imported as a contact under the name we gave
+    assert headless.store.dialogs.get(bob.id).title == "Bob from work"
+    with pytest.raises(UserError, match="not on Telegram"):
+        headless.telegram.find_by_phone("+15559999").result(10)
+
+
+def test_install_in_the_terminal_signs_in_syncs_and_says_how_to_join_the_lan(
+        paths: ProfilePaths, server: TelegramServer) -> None:
+    """The seed's ``--install`` flow, answered as a person would at the prompts."""
+    import argparse
+    import io
+
+    from chimera_tk.config import load_config
+    from chimera_tk.setup_flows import Prompter, install
+
+    alice = server.add_user("Alice", phone=ALICE_PHONE)
+    bob = server.add_user("Bob", phone=BOB_PHONE)
+    server.send_as(bob, alice, "welcome")
+    args = argparse.Namespace(api_id=str(TEST_API_ID), api_hash=TEST_API_HASH, identity_url="",
+                              ca_url="", broadcast="", phone=ALICE_PHONE, code=None,
+                              invite=None)
+
+    class CodeAnswer(io.StringIO):
+        def readline(self, *_a: object) -> str:  # the code exists only once it was sent
+            return server.last_code(ALICE_PHONE) + "\n"
+
+    out = io.StringIO()
+    assert install(paths, Config(), args, prompter=Prompter(CodeAnswer(), out),
+                   client_factory=_factory(server)) == 0
+    text = out.getvalue()
+    assert "dialogs 1/1" in text and "First sync done: 1 messages stored." in text
+    assert "chimera --new --invite" in text
+    assert load_config(paths.config_file).telegram.api_id == TEST_API_ID
