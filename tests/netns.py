@@ -105,6 +105,19 @@ class Host:
         kwargs.setdefault("bufsize", 1)
         return self.popen([sys.executable, *args], env=env, **kwargs)
 
+    def enter_this_thread(self) -> None:
+        """Move the calling thread (and every thread it starts later) into this host's network
+        namespace, so an in-process component (say, a whole app sharing an in-process fake
+        Telegram with another host's app) opens its sockets on this host. One way only: use it
+        in a thread made for the purpose."""
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(f"/run/netns/{self.namespace}", os.O_RDONLY)
+        try:
+            if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+                raise OSError(ctypes.get_errno(), f"setns into {self.namespace} failed")
+        finally:
+            os.close(fd)
+
     # -- link faults -----------------------------------------------------------------------------
 
     def cut_link(self) -> None:

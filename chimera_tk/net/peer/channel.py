@@ -14,6 +14,7 @@ import logging
 import selectors
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections import deque
@@ -53,6 +54,7 @@ class Channel:
         self._out: deque[memoryview] = deque()
         self._out_bytes = 0
         self._closed_reason: str | None = None
+        self._aborted = False
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -114,6 +116,20 @@ class Channel:
                     return False
                 self._lock.wait(remaining)
             return self._closed_reason is None
+
+    def abort(self, reason: str) -> None:
+        """Close at once and discard whatever is still queued or in the kernel's send buffer.
+
+        After a lost ACK the bytes of an unacknowledged message must not trickle out later
+        (when a cut link comes back) while the message is already on its way through Telegram.
+        """
+        self._aborted = True
+        with contextlib.suppress(OSError):
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        with self._lock:
+            self._out.clear()
+            self._out_bytes = 0
+        self.close(reason)
 
     def close(self, reason: str) -> None:
         with self._lock:
@@ -267,6 +283,8 @@ class Channel:
 
     def _flush_before_close(self) -> None:
         """Best effort: let queued frames (a final ACK, a goodbye) out before closing."""
+        if self._aborted:
+            return
         deadline = time.monotonic() + 0.5
         while time.monotonic() < deadline:
             with self._lock:

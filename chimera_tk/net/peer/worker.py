@@ -604,7 +604,12 @@ class _PeerSender:
             self._store.outbox.give_up(message_id, "cancelled")
             worker.emit(MessageChanged(self._store.messages.get(message_id)))
         except (ChannelClosed, OSError) as exc:
-            self._retry_later(message_id, str(exc))
+            # No ACK, or the link broke: the peer is not reachable now. Drop the connection
+            # (nothing queued may leak out later), say so, and let the router choose again:
+            # Telegram if it can, else this peer when it is verified anew.
+            channel.abort(f"gave up: {exc}")
+            worker.emit(PeerUnavailable(self.peer_id, channel.address, str(exc)))
+            self._retry_later(message_id, str(exc), at_once=True)
 
     def _send(self, channel: Channel, message_id: int) -> None:
         assert self._store is not None
@@ -664,11 +669,12 @@ class _PeerSender:
         self._worker.emit(TransferProgress(message.id, file.id, file.size, file.size, True))
         return result
 
-    def _retry_later(self, message_id: int, reason: str) -> None:
+    def _retry_later(self, message_id: int, reason: str, *, at_once: bool = False) -> None:
         assert self._store is not None
         with contextlib.suppress(KeyError):
             if self._store.messages.get(message_id).state == "sending":
-                not_before = utc_now_ms() + int(self._worker.limits.retry_after_s * 1000)
+                delay_ms = 0 if at_once else int(self._worker.limits.retry_after_s * 1000)
+                not_before = utc_now_ms() + delay_ms
                 self._store.outbox.retry_later(message_id, reason, not_before)
                 self._worker.emit(MessageChanged(self._store.messages.get(message_id)))
         log.info("message %s to %s will be retried: %s", message_id, self.peer_id, reason)
