@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Protocol
 
 from chimera_tk.config import Config
@@ -159,7 +160,11 @@ class App:
                                  presence=self.is_on_lan, post=self.events.post,
                                  cancel=self.cancel_message, mark_read=self.mark_read,
                                  connect_telegram=self.open_telegram_wizard,
-                                 download_media=self.download_media)
+                                 download_media=self.download_media,
+                                 load_older_remote=self.load_older_remote,
+                                 fetch_sponsored=self.fetch_sponsored,
+                                 sponsored_shown=self.sponsored_shown,
+                                 find_by_phone=self.find_by_phone)
         self.window.dialogs.refresh()
 
     def save_telegram_credentials(self, api_id: int, api_hash: str) -> None:
@@ -192,6 +197,29 @@ class App:
                 self.events.post(StatusChanged("telegram", f"Telegram: {error}", "error"))
 
         self.telegram.download_file(message_id).add_done_callback(report)
+
+    def load_older_remote(self, dialog_id: int, before_tg_id: int) -> None:
+        """The reader scrolled past the local history of a Telegram chat."""
+        from chimera_tk.events import OlderMessagesFetched
+
+        if self.telegram is None or not self.telegram.online:
+            self.events.post(OlderMessagesFetched(dialog_id, before_tg_id, 0, True))
+            return
+        self.telegram.fetch_older(dialog_id, before_tg_id)
+
+    def fetch_sponsored(self, dialog_id: int) -> None:
+        if self.telegram is not None and self.telegram.online:
+            self.telegram.fetch_sponsored(dialog_id).add_done_callback(_log_failure)
+
+    def sponsored_shown(self, random_id: bytes) -> None:
+        if self.telegram is not None:
+            self.telegram.report_sponsored_view(random_id).add_done_callback(_log_failure)
+
+    def find_by_phone(self, phone: str, name: str) -> Future | None:
+        """From the New chat dialog; None when Telegram is not connected."""
+        if self.telegram is None or not self.telegram.online:
+            return None
+        return self.telegram.find_by_phone(phone, name)
 
     def open_telegram_wizard(self) -> None:
         from chimera_tk.views.telegram_wizard import ConnectTelegramDialog
@@ -355,6 +383,11 @@ class App:
     def _restore_signal_handlers(previous: dict[int, object]) -> None:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _log_failure(future: Future) -> None:
+    if future.exception() is not None:
+        log.warning("Telegram request failed: %s", future.exception())
 
 
 def build_app(paths: ProfilePaths, config: Config, *, theme: str | None = None,

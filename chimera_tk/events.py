@@ -120,6 +120,35 @@ class TransferProgress:
     outgoing: bool
 
 
+@dataclass(frozen=True, slots=True)
+class OlderMessagesFetched:
+    """Telegram's page before ``before_tg_id`` was stored (``stored`` new rows); ``exhausted``
+    when Telegram has nothing older, ``error`` in plain words when the fetch failed."""
+
+    dialog_id: int
+    before_tg_id: int
+    stored: int
+    exhausted: bool
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SponsoredAd:
+    """One of Telegram's sponsored messages: shown at the end of a channel, never stored."""
+
+    random_id: bytes
+    title: str
+    text: str
+    url: str
+    button_text: str
+
+
+@dataclass(frozen=True, slots=True)
+class SponsoredMessagesFetched:
+    dialog_id: int
+    ads: tuple[SponsoredAd, ...]
+
+
 E = TypeVar("E")
 Handler = Callable[[Any], None]
 

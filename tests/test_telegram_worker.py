@@ -18,6 +18,7 @@ from chimera_tk.config import Config, LanSettings, TelegramSettings
 from chimera_tk.errors import UserError
 from chimera_tk.events import MessageChanged, MessageStored, SyncProgress
 from chimera_tk.profiles import ProfilePaths
+from chimera_tk.store.records import utc_now_ms
 from tests.telegram_emulator import TEST_API_HASH, TEST_API_ID, TelegramServer, install
 
 ALICE_PHONE, BOB_PHONE, CAROL_PHONE = "+15550100", "+15550200", "+15550300"
@@ -254,3 +255,94 @@ def test_install_in_the_terminal_signs_in_syncs_and_says_how_to_join_the_lan(
     assert "dialogs 1/1" in text and "First sync done: 1 messages stored." in text
     assert "chimera --new --invite" in text
     assert load_config(paths.config_file).telegram.api_id == TEST_API_ID
+
+
+def test_upload_and_download_progress_arrive_throttled_and_end_at_one_hundred_percent(
+        headless: App, server: TelegramServer, tmp_path: Path) -> None:
+    from chimera_tk.events import TransferProgress
+
+    alice = server.add_user("Alice", phone=ALICE_PHONE)
+    bob = server.add_user("Bob", phone=BOB_PHONE)
+    channel = server.create_channel("Releases", bob, [alice])
+    download = bytes(range(251)) * 12_000  # ~3 MB
+    server.send_as(bob, channel, "release", media=server.upload_document(download, "r.tar"))
+    server.send_as(bob, alice, "hi")
+    _sign_in(headless, server)
+    headless.telegram.wait_synced().result(30)
+    upload = tmp_path / "big.bin"
+    upload.write_bytes(bytes(reversed(download)))
+    sent = headless.router.send_file(bob.id, upload)
+    up = _events(headless, TransferProgress, timeout=20,
+                 where=lambda e: e.message_id == sent.id and e.bytes_done == e.total)
+    channel_id = next(d.id for d in headless.store.dialogs.list() if d.kind == "channel")
+    [risky] = [m for m in headless.store.messages.latest_page(channel_id, 5) if m.file_id]
+    headless.telegram.download_file(risky.id).result(30)
+    down = _events(headless, TransferProgress, timeout=20,
+                   where=lambda e: e.message_id == risky.id and e.bytes_done == e.total)
+    assert up[-1].outgoing and up[-1].total == upload.stat().st_size
+    assert not down[-1].outgoing and down[-1].total == len(download)
+    assert down[-1].file_id == risky.file_id
+
+
+def test_progress_events_are_throttled_but_the_last_one_always_comes() -> None:
+    from chimera_tk.events import TransferProgress
+    from chimera_tk.net.telegram.worker import _Progress
+
+    seen: list[TransferProgress] = []
+    progress = _Progress(seen.append, 7, 3, outgoing=True)
+    for done in range(0, 1001, 10):  # a hundred callbacks within a few microseconds
+        progress(done, 1000)
+    assert 2 <= len(seen) <= 3
+    assert (seen[-1].bytes_done, seen[-1].total, seen[-1].message_id) == (1000, 1000, 7)
+
+
+def test_flood_wait_on_send_is_reported_and_the_message_goes_once_after_it(
+        headless: App, server: TelegramServer) -> None:
+    from telethon.tl import functions
+
+    from chimera_tk.events import StatusChanged
+
+    alice = server.add_user("Alice", phone=ALICE_PHONE)
+    bob = server.add_user("Bob", phone=BOB_PHONE)
+    server.send_as(bob, alice, "hi")
+    _sign_in(headless, server)
+    headless.telegram.wait_synced().result(30)
+    statuses: list[str] = []
+    headless.dispatcher.subscribe(StatusChanged, lambda e: statuses.append(e.text))
+    server.flood_wait(functions.messages.SendMessageRequest, 3)
+    message = headless.router.send_text(bob.id, "patience")
+    _events(headless, StatusChanged, where=lambda e: e.text == "Telegram: flood wait 3 s")
+    entry = headless.store.outbox.get(message.id)
+    assert entry.next_attempt_at >= utc_now_ms() + 2000  # retry_later's not_before
+    assert headless.router.dispatch_due() == 0  # not before the wait is over
+    time.sleep((entry.next_attempt_at - utc_now_ms()) / 1000 + 0.05)
+    assert headless.router.dispatch_due() == 1
+    _events(headless, MessageChanged, where=lambda e: e.message.id == message.id
+            and e.message.state == "sent")
+    assert statuses[-2:] == ["Telegram: flood wait 3 s", "Telegram: online"]
+    assert [m.text for m in server.messages_of(bob, alice)].count("patience") == 1
+
+
+def test_older_pages_from_telegram_are_stored_once_in_telegram_order(
+        headless: App, server: TelegramServer) -> None:
+    from chimera_tk.events import OlderMessagesFetched
+
+    alice = server.add_user("Alice", phone=ALICE_PHONE)
+    bob = server.add_user("Bob", phone=BOB_PHONE)
+    for i in range(70):  # one or two seconds for all: ties in time are the normal case
+        server.send_as(bob, alice, f"n{i}")
+    _sign_in(headless, server)
+    headless.telegram.wait_synced().result(30)
+    store = headless.store
+    oldest = store.messages.latest_page(bob.id, 10)[0]
+    assert headless.telegram.fetch_older(bob.id, oldest.tg_msg_id).result(10) == 50
+    [event] = _events(headless, OlderMessagesFetched)
+    assert (event.stored, event.exhausted, event.error) == (50, False, None)
+    assert headless.telegram.fetch_older(bob.id, oldest.tg_msg_id).result(10) == 0  # dedupe
+    next_oldest = store.messages.latest_page(bob.id, 60)[0]
+    assert headless.telegram.fetch_older(bob.id, next_oldest.tg_msg_id).result(10) == 10
+    *_, last = _events(headless, OlderMessagesFetched, count=2)
+    assert last.exhausted
+    chat = store.messages.latest_page(bob.id, 100)
+    assert [m.text for m in chat] == [f"n{i}" for i in range(70)]  # (time, id) order = Telegram's
+    assert len({m.uid for m in chat}) == 70

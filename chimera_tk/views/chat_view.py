@@ -17,6 +17,8 @@ from chimera_tk.events import (
     FileHashed,
     MessageChanged,
     MessageStored,
+    OlderMessagesFetched,
+    SponsoredMessagesFetched,
     TransferProgress,
 )
 from chimera_tk.router import Router, file_sha256
@@ -40,9 +42,15 @@ class ChatView(ttk.Frame):
                  post: Callable[[object], None] | None = None,
                  cancel: Callable[[int], None] | None = None,
                  mark_read: Callable[[int], None] | None = None,
-                 download_media: Callable[[int], None] | None = None) -> None:
+                 download_media: Callable[[int], None] | None = None,
+                 load_older_remote: Callable[[int, int], None] | None = None,
+                 fetch_sponsored: Callable[[int], None] | None = None,
+                 sponsored_shown: Callable[[bytes], None] | None = None) -> None:
         super().__init__(master)
         self._download_media = download_media
+        self._load_older_remote = load_older_remote
+        self._fetch_sponsored = fetch_sponsored
+        self._sponsored_shown = sponsored_shown
         self._mark_read = mark_read or store.dialogs.mark_read
         self._presence = presence
         self._post = post or dispatcher.dispatch
@@ -59,6 +67,8 @@ class ChatView(ttk.Frame):
             dispatcher.subscribe(DialogChanged, self._on_dialog_changed),
             dispatcher.subscribe(TransferProgress, self._on_progress),
             dispatcher.subscribe(FileHashed, self._on_file_hashed),
+            dispatcher.subscribe(OlderMessagesFetched, self._on_older_fetched),
+            dispatcher.subscribe(SponsoredMessagesFetched, self._on_sponsored),
         ]
         self.show_placeholder()
 
@@ -75,7 +85,8 @@ class ChatView(ttk.Frame):
         self._build_transfer_bar()
         ttk.Separator(self).pack(side="bottom", fill="x")
         self.messages = MessageView(self, self._store, self._palette,
-                                    on_file_action=self._file_action)
+                                    on_file_action=self._file_action,
+                                    on_need_older=self._load_older_remote)
         self.messages.pack(side="top", fill="both", expand=True)
 
     def _build_transfer_bar(self) -> None:
@@ -207,6 +218,8 @@ class ChatView(ttk.Frame):
         self.composer.set_enabled(True)
         self.composer.show_error("")
         self.composer.text.focus_set()
+        if dialog.kind == "channel" and self._fetch_sponsored is not None:
+            self._fetch_sponsored(dialog.id)  # Telegram shows ads in broadcast channels only
 
     def _subtitle(self, dialog: Dialog) -> str:
         parts = [_KIND_LABELS.get(dialog.kind, dialog.kind)]
@@ -248,6 +261,24 @@ class ChatView(ttk.Frame):
             if (event.message.id == self._transfer_message
                     and event.message.state in ("delivered", "failed", "queued")):
                 self._hide_transfer()
+
+    def _on_older_fetched(self, event: OlderMessagesFetched) -> None:
+        if event.dialog_id != self.dialog_id:
+            return
+        if event.error:
+            self.composer.show_error(event.error)
+        self.messages.older_arrived(event.stored, event.exhausted)
+        if event.stored:
+            # old history counts as unread in the store, but the reader is looking at it
+            self._mark_read(event.dialog_id)
+
+    def _on_sponsored(self, event: SponsoredMessagesFetched) -> None:
+        if event.dialog_id != self.dialog_id or not event.ads:
+            return
+        self.messages.show_sponsored(event.ads)
+        if self._sponsored_shown is not None:
+            for ad in event.ads:
+                self._sponsored_shown(ad.random_id)
 
     def _on_dialog_changed(self, event: DialogChanged) -> None:
         if event.dialog.id == self.dialog_id:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tkinter as tk
 from collections.abc import Callable
+from concurrent.futures import Future
 from importlib import resources
 from tkinter import ttk
 
@@ -13,6 +14,7 @@ from chimera_tk.router import Router
 from chimera_tk.store import Store
 from chimera_tk.views.chat_view import ChatView
 from chimera_tk.views.dialog_list import DialogListView
+from chimera_tk.views.new_chat import NewChatDialog
 from chimera_tk.views.status_bar import StatusBar
 from chimera_tk.views.theme import Palette, apply_theme
 
@@ -40,10 +42,16 @@ class MainWindow(ttk.Frame):
                  cancel: Callable[[int], None] | None = None,
                  mark_read: Callable[[int], None] | None = None,
                  connect_telegram: Callable[[], None] | None = None,
-                 download_media: Callable[[int], None] | None = None) -> None:
+                 download_media: Callable[[int], None] | None = None,
+                 load_older_remote: Callable[[int, int], None] | None = None,
+                 fetch_sponsored: Callable[[int], None] | None = None,
+                 sponsored_shown: Callable[[bytes], None] | None = None,
+                 find_by_phone: Callable[[str, str], Future | None] | None = None) -> None:
         super().__init__(root)
         self._root = root
         self._on_quit = on_quit
+        self._find_by_phone = find_by_phone
+        self.new_chat_dialog: NewChatDialog | None = None
         self.pack(fill="both", expand=True)
         self.status_bar = StatusBar(self, dispatcher, on_telegram=connect_telegram)
         self.status_bar.pack(side="bottom", fill="x")
@@ -51,7 +59,8 @@ class MainWindow(ttk.Frame):
         panes = ttk.PanedWindow(self, orient="horizontal")
         panes.pack(fill="both", expand=True)
         self.chat = ChatView(panes, store, router, dispatcher, palette, presence, post, cancel,
-                             mark_read or store.dialogs.mark_read, download_media)
+                             mark_read or store.dialogs.mark_read, download_media,
+                             load_older_remote, fetch_sponsored, sponsored_shown)
         self.dialogs = DialogListView(panes, store, dispatcher, on_select=self.open_dialog,
                                       presence=presence)
         panes.add(self.dialogs, weight=0)
@@ -67,6 +76,16 @@ class MainWindow(ttk.Frame):
         root.bind("<Control-q>", lambda _e: self._on_quit())
         root.bind("<Control-k>", lambda _e: self._focus_search())
         root.bind("<Control-l>", lambda _e: self._focus_search())
+        root.bind("<Control-n>", lambda _e: self.open_new_chat())
+
+    def open_new_chat(self) -> str:
+        """Ctrl+N: start a chat with a phone number (found on Telegram by the worker)."""
+        if self.new_chat_dialog is not None and self.new_chat_dialog.winfo_exists():
+            self.new_chat_dialog.lift()
+        else:
+            self.new_chat_dialog = NewChatDialog(self._root, find=self._find_by_phone,
+                                                 on_found=self.dialogs.select)
+        return "break"
 
     def _focus_search(self) -> str:
         self.dialogs.search.focus_set()

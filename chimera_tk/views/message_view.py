@@ -2,7 +2,10 @@
 
 Only pages that the user has scrolled through are in the widget, so a chat of 100,000 messages
 opens as fast as one of ten. Each message's text range carries the tag ``msg<id>`` so a state
-change or an edit re-renders that message alone.
+change or an edit re-renders that message alone. When the local history of a Telegram chat runs
+out, the view asks (``on_need_older``) for the page before its oldest Telegram message and shows
+it once it has been stored. Telegram's sponsored messages sit after the newest message, tagged
+``sponsored``; they are only drawn, never stored.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import tkinter as tk
 from collections.abc import Callable
 from tkinter import ttk
 
+from chimera_tk.events import SponsoredAd
 from chimera_tk.store import Store
 from chimera_tk.store.records import Dialog, Message, PageKey
 from chimera_tk.views.formatting import (
@@ -34,9 +38,11 @@ BUBBLE_INDENT = 140
 
 class MessageView(ttk.Frame):
     def __init__(self, master: tk.Misc, store: Store, palette: Palette,
-                 on_file_action: Callable[[str, Message], None] | None = None) -> None:
+                 on_file_action: Callable[[str, Message], None] | None = None,
+                 on_need_older: Callable[[int, int], None] | None = None) -> None:
         super().__init__(master)
         self._store = store
+        self._on_need_older = on_need_older
         self._palette = palette
         self._on_file_action = on_file_action
         self._progress: dict[int, tuple[int, int]] = {}
@@ -50,6 +56,9 @@ class MessageView(ttk.Frame):
         self._settled = False
         self.loaded: list[Message] = []  # oldest first, exactly what the widget shows
         self.has_older = False
+        self.remote_older = False  # Telegram may hold messages older than the local history
+        self.fetching_older = False
+        self.sponsored: tuple[SponsoredAd, ...] = ()
         self._older_pending: str | None = None
         self._build()
 
@@ -79,6 +88,10 @@ class MessageView(ttk.Frame):
         t.tag_configure("gap", font=("TkDefaultFont", 3))
         t.tag_configure("file", font="SunValleyBodyStrongFont")
         t.tag_configure("link", foreground=p.accent, underline=True)
+        t.tag_configure("sponsored", background=p.sponsored, lmargin1=12, lmargin2=12,
+                        rmargin=BUBBLE_INDENT)
+        t.tag_configure("sponsored-mark", foreground=p.muted, font="SunValleyCaptionFont",
+                        spacing1=6)
         for action in ("open", "folder", "download"):
             t.tag_bind(f"act-{action}", "<Button-1>",
                        lambda event, a=action: self._file_action(a, event))
@@ -106,8 +119,12 @@ class MessageView(ttk.Frame):
         page = self._store.messages.latest_page(dialog.id, PAGE_SIZE)
         self.loaded = []
         self.has_older = len(page) == PAGE_SIZE
+        self.fetching_older = False
+        self.sponsored = ()
         self._edit(self._clear)
         self._insert_block(page, at_top=False)
+        self.remote_older = (self._on_need_older is not None
+                             and self._oldest_telegram_id() is not None)
         self.following = True
         self.scroll_to_newest()
 
@@ -141,19 +158,27 @@ class MessageView(ttk.Frame):
         self.dialog = None
         self.loaded = []
         self.has_older = False
+        self.remote_older = False
+        self.fetching_older = False
+        self.sponsored = ()
         self._edit(self._clear)
 
     def load_older(self) -> int:
-        """Prepend the page before the oldest loaded message; keeps what the user was looking at."""
+        """Prepend the page before the oldest loaded message; keeps what the user was looking at.
+        When the database has nothing older, ask Telegram for the page before (once at a time)."""
         self._older_pending = None
-        if self.dialog is None or not self.loaded or not self.has_older:
+        if self.dialog is None or not self.loaded or not (self.has_older or self.remote_older):
             return 0
         if self.text.yview()[0] > 0.0:
             return 0  # the reader moved away from the top meanwhile
         self.following = False  # the reader went up to the top
-        page = self._store.messages.page_before(self.dialog.id, self.loaded[0].page_key,
-                                                PAGE_SIZE)
-        self.has_older = len(page) == PAGE_SIZE
+        page: list[Message] = []
+        if self.has_older:
+            page = self._store.messages.page_before(self.dialog.id, self.loaded[0].page_key,
+                                                    PAGE_SIZE)
+            self.has_older = len(page) == PAGE_SIZE
+        if not self.has_older:
+            self._request_remote_older()
         if not page:
             return 0
         top_line = int(self.text.index("@0,0").split(".")[0])
@@ -162,10 +187,69 @@ class MessageView(ttk.Frame):
         self.text.yview(f"{top_line + self._line_count() - lines_before}.0")
         return len(page)
 
+    def _request_remote_older(self) -> None:
+        if not self.remote_older or self.fetching_older or self.dialog is None:
+            return
+        oldest = self._oldest_telegram_id()
+        if oldest is None or self._on_need_older is None:
+            self.remote_older = False
+            return
+        self.fetching_older = True
+        self._on_need_older(self.dialog.id, oldest)
+
+    def _oldest_telegram_id(self) -> int | None:
+        return min((m.tg_msg_id for m in self.loaded if m.tg_msg_id is not None), default=None)
+
+    def older_arrived(self, stored: int, exhausted: bool) -> int:
+        """Telegram's older page is in the database now: show it if the reader is still up."""
+        if self.dialog is None or not self.fetching_older:
+            return 0
+        self.fetching_older = False
+        if exhausted or stored == 0:  # nothing new came: asking again would bring the same
+            self.remote_older = False
+        if stored:
+            self.has_older = True
+        return self.load_older()
+
     def _on_scroll(self, first: str, last: str) -> None:
         self.scrollbar.set(first, last)
-        if float(first) <= 0.0 and self.has_older and self._older_pending is None:
+        wants_older = self.has_older or (self.remote_older and not self.fetching_older)
+        if float(first) <= 0.0 and wants_older and self._older_pending is None:
             self._older_pending = self.after_idle(self.load_older)
+
+    # -- sponsored messages ----------------------------------------------------------------------
+
+    def show_sponsored(self, ads: tuple[SponsoredAd, ...]) -> None:
+        """Telegram's sponsored messages, after the newest message and marked as such."""
+        self.sponsored = ads
+        chunks: list[tuple[str, tuple[str, ...]]] = []
+        for ad in ads:
+            chunks += [("Sponsored\n", ("sponsored", "sponsored-mark")),
+                       (f"{ad.title}\n", ("sponsored", "sender")),
+                       (f"{ad.text}\n", ("sponsored", "body"))]
+            if ad.url:
+                chunks.append((f"{ad.button_text or 'Open'}: {ad.url}\n",
+                               ("sponsored", "meta")))
+            chunks.append(("\n", ("sponsored", "gap")))
+
+        def redraw() -> None:
+            ranges = self.text.tag_ranges("sponsored")
+            if ranges:
+                self.text.delete(ranges[0], ranges[-1])
+            self._write("end-1c", chunks)
+
+        self._edit(redraw)
+        if self.following:
+            self.scroll_to_newest()
+
+    def sponsored_text(self) -> str:
+        ranges = self.text.tag_ranges("sponsored")
+        return self.text.get(ranges[0], ranges[-1]) if ranges else ""
+
+    def _newest_end(self) -> str:
+        """Where a newer message goes: before the sponsored block, which stays last."""
+        ranges = self.text.tag_ranges("sponsored")
+        return str(ranges[0]) if ranges else "end-1c"
 
     # -- live changes ----------------------------------------------------------------------------
 
@@ -264,7 +348,7 @@ class MessageView(ttk.Frame):
                 ranges = self.text.tag_ranges(f"day{neighbour.id}")
                 if ranges:
                     self.text.delete(ranges[0], ranges[-1])
-            self._write("1.0" if at_top else "end-1c", chunks)
+            self._write("1.0" if at_top else self._newest_end(), chunks)
 
         self._edit(insert)
         self.loaded = messages + self.loaded if at_top else self.loaded + messages

@@ -71,6 +71,7 @@ class ConnectTelegramDialog(tk.Toplevel):
         for child in self._body.winfo_children():
             if child is not self.error:
                 child.destroy()
+        self.error.pack_forget()  # packed again under the new page's fields, not above them
         self.error.configure(text="")
         ttk.Label(self._body, text=heading, font="SunValleySubtitleFont").pack(anchor="w")
         ttk.Label(self._body, text=explanation, wraplength=380, justify="left").pack(

@@ -22,14 +22,15 @@ class Palette:
     error: str
     lan: str
     telegram: str
+    sponsored: str  # background of Telegram's sponsored messages: never mistaken for a post
 
 
 LIGHT = Palette("light", background="#fafafa", surface="#ffffff", text="#1c1c1c",
                 muted="#6b6b6b", accent="#005fb8", bubble_out="#dcecff", bubble_in="#f0f0f0",
-                error="#c42b1c", lan="#0f7b0f", telegram="#2a7fd4")
+                error="#c42b1c", lan="#0f7b0f", telegram="#2a7fd4", sponsored="#fff4ce")
 DARK = Palette("dark", background="#1c1c1c", surface="#202020", text="#f0f0f0",
                muted="#a0a0a0", accent="#57c8ff", bubble_out="#1f3a55", bubble_in="#2b2b2b",
-               error="#ff99a4", lan="#6ccb5f", telegram="#60b0ff")
+               error="#ff99a4", lan="#6ccb5f", telegram="#60b0ff", sponsored="#433519")
 
 
 def resolve_theme(setting: str) -> str:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -24,8 +26,12 @@ from chimera_tk.events import (
     DialogChanged,
     MessageChanged,
     MessageStored,
+    OlderMessagesFetched,
+    SponsoredAd,
+    SponsoredMessagesFetched,
     StatusChanged,
     SyncProgress,
+    TransferProgress,
 )
 from chimera_tk.net.peer.files import move_into_place, partial_path
 from chimera_tk.net.telegram.mapping import (
@@ -44,6 +50,8 @@ log = logging.getLogger(__name__)
 ClientFactory = Callable[[str, int, str], Any]
 CATCH_UP_LIMIT = 100  # per dialog on a later start; older history loads on demand
 UPLOAD_PART_KB = 512  # Telethon's default part size for small files is 64-128 KiB: slow
+OLDER_PAGE = 50  # messages fetched from Telegram when the reader scrolls past the local history
+PROGRESS_INTERVAL_S = 0.1  # transfer progress events at most ~10 a second
 
 
 class TelegramWorker:
@@ -65,6 +73,7 @@ class TelegramWorker:
         self._send_lock: asyncio.Lock | None = None
         self._phone: str | None = None
         self._sync_task: asyncio.Task | None = None
+        self._flood_waiting = False
         self.me_id: int | None = None
         self.online = False
 
@@ -333,19 +342,27 @@ class TelegramWorker:
                     file = self._store.files.get(message.file_id)
                     sent = await self._client.send_file(
                         entity, file.path, caption=message.text or None,
-                        part_size_kb=UPLOAD_PART_KB)
+                        part_size_kb=UPLOAD_PART_KB,
+                        progress_callback=_Progress(self._emit, message_id, file.id,
+                                                    outgoing=True))
                 else:
                     sent = await self._client.send_message(entity, message.text)
             except errors.FloodWaitError as exc:
-                self._status(f"Telegram: flood wait {exc.seconds} s", "error")
+                # Above flood_sleep_threshold Telethon raises instead of sleeping: the outbox
+                # keeps the message and the router's tick hands it back once the wait is over.
+                self._flood_waiting = True
                 self._store.outbox.retry_later(message_id, f"flood wait {exc.seconds} s",
                                                utc_now_ms() + exc.seconds * 1000)
+                self._status(f"Telegram: flood wait {exc.seconds} s", "error")
             except (ConnectionError, OSError) as exc:
                 self._store.outbox.retry_later(message_id, str(exc), utc_now_ms() + 5000)
             except (errors.RPCError, ValueError) as exc:
                 self._store.outbox.give_up(message_id, f"Telegram refused it: {exc}")
             else:
                 self._store.outbox.complete(message_id, delivered=False, tg_msg_id=sent.id)
+                if self._flood_waiting:
+                    self._flood_waiting = False
+                    self._status("Telegram: online")
             self._emit(MessageChanged(self._store.messages.get(message_id)))
 
     def download_file(self, message_id: int) -> concurrent.futures.Future:
@@ -366,7 +383,9 @@ class TelegramWorker:
         partial.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._store.files.set_state(file.id, "transferring")
         try:
-            await self._client.download_media(original, file=str(partial))
+            await self._client.download_media(
+                original, file=str(partial),
+                progress_callback=_Progress(self._emit, message_id, file.id, outgoing=False))
             final = move_into_place(partial, downloads, file.name)
         except (OSError, ConnectionError) as exc:
             self._store.files.set_state(file.id, "failed")
@@ -375,6 +394,78 @@ class TelegramWorker:
         self._store.files.set_state(file.id, "complete", path=str(final.resolve()),
                                     bytes_done=final.stat().st_size)
         self._emit(MessageChanged(self._store.messages.get(message_id)))
+
+    # -- history on demand ------------------------------------------------------------------------
+
+    def fetch_older(self, dialog_id: int, before_tg_id: int) -> concurrent.futures.Future:
+        """Store the page of Telegram messages before ``before_tg_id``; OlderMessagesFetched
+        reports it (also on failure, so the view stops waiting)."""
+        return self.submit(self._fetch_older(dialog_id, before_tg_id))
+
+    async def _fetch_older(self, dialog_id: int, before_tg_id: int) -> int:
+        try:
+            stored, exhausted = await self._store_older(dialog_id, before_tg_id)
+        except Exception as exc:
+            log.warning("older messages of %s not fetched: %s", dialog_id, exc)
+            self._emit(OlderMessagesFetched(dialog_id, before_tg_id, 0, True,
+                                            f"older messages could not be loaded: {exc}"))
+            return 0
+        self._emit(OlderMessagesFetched(dialog_id, before_tg_id, stored, exhausted))
+        return stored
+
+    async def _store_older(self, dialog_id: int, before_tg_id: int) -> tuple[int, bool]:
+        assert self._store is not None
+        dialog = self._store.dialogs.get(dialog_id)
+        entity = await self._client.get_input_entity(dialog_id)
+        page = await self._client.get_messages(entity, limit=OLDER_PAGE, offset_id=before_tg_id)
+        anchor = self._store.messages.find_by_telegram_id(dialog_id, before_tg_id)
+        # Telegram dates have one-second resolution and our pages are ordered by (time, row id),
+        # so a message fetched now would sort after an already stored one of the same second.
+        # Within a second Telegram's id order is the truth: such messages are placed a few ms
+        # earlier, which keeps the chat in order and is invisible at minute resolution.
+        bound = anchor.sent_at if anchor is not None else None
+        batch = []
+        for message in page:  # newest first
+            if is_service_message(message):
+                continue
+            if self._store.messages.find_by_telegram_id(dialog_id, message.id) is not None:
+                continue
+            sender = await message.get_sender() if message.sender_id else None
+            sender_name = dialog_info(sender).title if sender is not None else ""
+            file_id = await self._store_media(message, dialog.kind)
+            incoming = incoming_message(message, dialog_id, sender_name, file_id)
+            if bound is not None and incoming.sent_at >= bound:
+                incoming = dataclasses.replace(incoming, sent_at=bound - 1)
+            bound = incoming.sent_at
+            batch.append(incoming)
+        stored = self._store.messages.receive_many(reversed(batch))
+        return stored, len(page) < OLDER_PAGE
+
+    def fetch_sponsored(self, dialog_id: int) -> concurrent.futures.Future:
+        """Telegram's sponsored messages for a broadcast channel, reported as an event only:
+        they are never stored."""
+        return self.submit(self._fetch_sponsored(dialog_id))
+
+    async def _fetch_sponsored(self, dialog_id: int) -> int:
+        from telethon.tl import functions, types
+
+        entity = await self._client.get_input_entity(dialog_id)
+        result = await self._client(functions.messages.GetSponsoredMessagesRequest(peer=entity))
+        if not isinstance(result, types.messages.SponsoredMessages):
+            return 0
+        ads = tuple(SponsoredAd(ad.random_id, ad.title or "", ad.message or "", ad.url or "",
+                                ad.button_text or "") for ad in result.messages)
+        self._emit(SponsoredMessagesFetched(dialog_id, ads))
+        return len(ads)
+
+    def report_sponsored_view(self, random_id: bytes) -> concurrent.futures.Future:
+        """Telegram's terms ask clients to report each sponsored message they displayed."""
+        return self.submit(self._report_sponsored_view(random_id))
+
+    async def _report_sponsored_view(self, random_id: bytes) -> None:
+        from telethon.tl import functions
+
+        await self._client(functions.messages.ViewSponsoredMessageRequest(random_id=random_id))
 
     # -- people and read state -------------------------------------------------------------------
 
@@ -408,6 +499,27 @@ class TelegramWorker:
 
     def _status(self, text: str, level: str = "info") -> None:
         self._emit(StatusChanged("telegram", text, level))
+
+
+class _Progress:
+    """Telethon's progress_callback as TransferProgress events, ~10 a second and always the
+    last one (so a view sees 100 %)."""
+
+    def __init__(self, emit: Callable[[object], None], message_id: int, file_id: int, *,
+                 outgoing: bool) -> None:
+        self._emit = emit
+        self._message_id = message_id
+        self._file_id = file_id
+        self._outgoing = outgoing
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - self._last < PROGRESS_INTERVAL_S:
+            return
+        self._last = now
+        self._emit(TransferProgress(self._message_id, self._file_id, done, total,
+                                    self._outgoing))
 
 
 class TelegramTransport:
