@@ -180,3 +180,16 @@ def test_state_changes_that_overtake_the_first_drawing_still_show(app) -> None:
     assert pump_until(app, lambda: view.loaded and view.loaded[-1].id == message.id)
     assert view.loaded[-1].state == "delivered"
     assert "delivered ✓✓ · via LAN" in view.visible_text()
+
+
+def test_an_open_chat_never_keeps_an_unread_badge(app) -> None:
+    from chimera_tk.events import DialogChanged
+
+    _seed(app)
+    _open(app, 1)
+    # a sync stores a message without announcing it, then reports the dialog as changed
+    app.store.messages.receive(IncomingMessage(1, "synced", 1, "Ana", "from the sync",
+                                               1_900_000_000_000, "telegram", tg_msg_id=7))
+    app.events.post(DialogChanged(app.store.dialogs.get(1)))
+    assert pump_until(app, lambda: app.store.dialogs.get(1).unread_count == 0)
+    assert pump_until(app, lambda: dict((i, b) for i, _, b in app.window.dialogs.rows())[1] == "")

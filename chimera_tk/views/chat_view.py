@@ -284,6 +284,10 @@ class ChatView(ttk.Frame):
         if event.dialog.id == self.dialog_id:
             self.title.configure(text=event.dialog.title or str(event.dialog.id))
             self.subtitle.configure(text=self._subtitle(event.dialog))
+            if event.dialog.unread_count and not self._mark_read_pending:
+                # messages stored without a MessageStored (sync, older pages) while it is open
+                self._mark_read_pending = True
+                self.after_idle(self._mark_open_chat_read)
 
     def destroy(self) -> None:
         for unsubscribe in self._unsubscribe:
