@@ -85,6 +85,8 @@ class App:
             self.store = Store.open(self.paths.database)
             self.router = Router(self.store, self.events.post)
             self.router.recover()
+            self.writer = BackgroundWriter(self.paths.database, self.events.post)
+            self.workers.append(self.writer)
             self.dispatcher.subscribe(QuitRequested, lambda e: self.request_quit(e.reason))
             if self._with_window:
                 self._build_window()  # the transports are built after the first paint
@@ -153,8 +155,6 @@ class App:
                 f"cannot open a window ({exc}). Run Chimera inside a desktop session, set "
                 "DISPLAY, or use --headless.") from None
         self.pump = EventPump(self.root, self.events, self.dispatcher)
-        self.writer = BackgroundWriter(self.paths.database, self.events.post)
-        self.workers.append(self.writer)
         self.window = MainWindow(self.root, self.store, self.router, self.dispatcher, palette,
                                  on_quit=lambda: self.request_quit("window closed"),
                                  presence=self.is_on_lan, post=self.events.post,

@@ -40,6 +40,13 @@ class DialogChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class DialogRemoved:
+    """The dialog is gone (left, kicked, deleted on Telegram); its row no longer exists."""
+
+    dialog_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class StatusChanged:
     """A line for the status bar. ``component`` is ``telegram``, ``lan`` or ``certificate``."""
 

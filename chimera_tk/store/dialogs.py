@@ -43,6 +43,13 @@ class DialogRepository:
             (name, dialog_id, placeholder))
         return cursor.rowcount == 1
 
+    def delete_group_or_channel(self, dialog_id: int) -> bool:
+        """Forget a group or channel Telegram says we left (its messages go with it).
+        Private chats are never removed this way: a person's history is not Telegram's to end."""
+        cursor = self._conn.execute("DELETE FROM dialogs WHERE id = ? AND kind != 'user'",
+                                    (dialog_id,))
+        return cursor.rowcount == 1
+
     def get(self, dialog_id: int) -> Dialog:
         row = self._conn.execute(
             f"SELECT {_COLUMNS} FROM dialogs WHERE id = ?", (dialog_id,)).fetchone()

@@ -13,6 +13,7 @@ from tkinter import ttk
 from chimera_tk.errors import UserError
 from chimera_tk.events import (
     DialogChanged,
+    DialogRemoved,
     EventDispatcher,
     FileHashed,
     MessageChanged,
@@ -65,6 +66,7 @@ class ChatView(ttk.Frame):
             dispatcher.subscribe(MessageStored, self._on_message_stored),
             dispatcher.subscribe(MessageChanged, self._on_message_changed),
             dispatcher.subscribe(DialogChanged, self._on_dialog_changed),
+            dispatcher.subscribe(DialogRemoved, self._on_dialog_removed),
             dispatcher.subscribe(TransferProgress, self._on_progress),
             dispatcher.subscribe(FileHashed, self._on_file_hashed),
             dispatcher.subscribe(OlderMessagesFetched, self._on_older_fetched),
@@ -288,6 +290,10 @@ class ChatView(ttk.Frame):
                 # messages stored without a MessageStored (sync, older pages) while it is open
                 self._mark_read_pending = True
                 self.after_idle(self._mark_open_chat_read)
+
+    def _on_dialog_removed(self, event: DialogRemoved) -> None:
+        if event.dialog_id == self.dialog_id:
+            self.show_placeholder()
 
     def destroy(self) -> None:
         for unsubscribe in self._unsubscribe:

@@ -6,7 +6,13 @@ import tkinter as tk
 from collections.abc import Callable
 from tkinter import ttk
 
-from chimera_tk.events import DialogChanged, EventDispatcher, MessageChanged, MessageStored
+from chimera_tk.events import (
+    DialogChanged,
+    DialogRemoved,
+    EventDispatcher,
+    MessageChanged,
+    MessageStored,
+)
 from chimera_tk.store import Store
 from chimera_tk.store.records import Dialog
 from chimera_tk.views.formatting import dialog_row_label, unread_badge
@@ -29,6 +35,7 @@ class DialogListView(ttk.Frame):
         self._build()
         self._unsubscribe = [
             dispatcher.subscribe(DialogChanged, lambda _e: self.schedule_refresh()),
+            dispatcher.subscribe(DialogRemoved, self._on_dialog_removed),
             dispatcher.subscribe(MessageStored, lambda _e: self.schedule_refresh()),
             dispatcher.subscribe(MessageChanged, lambda _e: self.schedule_refresh()),
         ]
@@ -96,6 +103,11 @@ class DialogListView(ttk.Frame):
         self.tree.insert("", "end", iid=str(dialog.id), text=label,
                          values=(unread_badge(dialog.unread_count),),
                          tags=("unread",) if dialog.unread_count else ())
+
+    def _on_dialog_removed(self, event: DialogRemoved) -> None:
+        if self._selected == event.dialog_id:
+            self._selected = None
+        self.schedule_refresh()
 
     def _selection_changed(self, _event: object) -> None:
         selection = self.tree.selection()

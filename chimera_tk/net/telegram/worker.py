@@ -24,6 +24,7 @@ from chimera_tk.config import TelegramSettings
 from chimera_tk.errors import UserError
 from chimera_tk.events import (
     DialogChanged,
+    DialogRemoved,
     MessageChanged,
     MessageStored,
     OlderMessagesFetched,
@@ -52,6 +53,8 @@ CATCH_UP_LIMIT = 100  # per dialog on a later start; older history loads on dema
 UPLOAD_PART_KB = 512  # Telethon's default part size for small files is 64-128 KiB: slow
 OLDER_PAGE = 50  # messages fetched from Telegram when the reader scrolls past the local history
 PROGRESS_INTERVAL_S = 0.1  # transfer progress events at most ~10 a second
+LINK_POLL_S = 0.2  # how often the supervisor looks whether Telethon's own reconnect is under way
+RECONNECT_DELAYS_S = (0.2, 1.0, 2.0, 5.0, 10.0, 30.0)  # ours, once Telethon's retries gave up
 
 
 class TelegramWorker:
@@ -74,6 +77,9 @@ class TelegramWorker:
         self._phone: str | None = None
         self._sync_task: asyncio.Task | None = None
         self._flood_waiting = False
+        self._supervisor: asyncio.Task | None = None
+        self._stopping = False
+        self._unacknowledged: set[int] = set()  # read while offline: told Telegram once back
         self.me_id: int | None = None
         self.online = False
 
@@ -138,7 +144,12 @@ class TelegramWorker:
         return bool(self._client is not None and await self._client.is_user_authorized())
 
     async def _disconnect(self) -> None:
+        self._stopping = True
         self.online = False
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
         if self._client is not None:
             with contextlib.suppress(Exception):
                 await self._client.disconnect()
@@ -195,6 +206,7 @@ class TelegramWorker:
 
     async def _signed_in(self) -> None:
         from telethon import events
+        from telethon.tl import types
 
         me = await self._client.get_me()
         self.me_id = me.id
@@ -202,10 +214,67 @@ class TelegramWorker:
         client.add_event_handler(self._on_new_message, events.NewMessage())
         client.add_event_handler(self._on_edited, events.MessageEdited())
         client.add_event_handler(self._on_deleted, events.MessageDeleted())
+        client.add_event_handler(self._on_chat_action, events.ChatAction())
+        # Joining or leaving a channel (or its deletion) comes as a bare updateChannel, which
+        # ChatAction does not cover.
+        client.add_event_handler(self._on_channel_update, events.Raw(types=types.UpdateChannel))
         self.online = True
         log.info("signed in to Telegram as %s", me.id)
+        loop = asyncio.get_running_loop()
         # first sync after signing in, catch-up on every later start
-        self._sync_task = asyncio.get_running_loop().create_task(self._sync_with_status())
+        self._sync_task = loop.create_task(self._sync_with_status())
+        if self._supervisor is None:
+            self._supervisor = loop.create_task(self._supervise())
+
+    # -- staying connected -----------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        """Telethon reconnects by itself for a few tries (auto_reconnect); meanwhile the status
+        says so and the router keeps messages queued. Once Telethon gives up, its ``disconnected``
+        future resolves and this connects again, for as long as it takes."""
+        while not self._stopping:
+            lost = asyncio.ensure_future(self._client.disconnected)
+            while not lost.done():
+                await asyncio.wait({lost}, timeout=LINK_POLL_S)
+                if not lost.done():
+                    await self._link_is(_transport_up(self._client))
+            reason = lost.exception() if not lost.cancelled() else None
+            if self._stopping:
+                return
+            self.online = False
+            self._status(f"Telegram: offline ({reason or 'disconnected'}); reconnecting…",
+                         "error")
+            await self._reconnect()
+
+    async def _reconnect(self) -> None:
+        # Telethon's update loop of the lost connection still waits on its queue: a clean
+        # disconnect ends it (and saves the update state) before a new connect starts another.
+        with contextlib.suppress(Exception):
+            await self._client.disconnect()
+        attempt = 0
+        while not self._stopping:
+            await asyncio.sleep(RECONNECT_DELAYS_S[min(attempt, len(RECONNECT_DELAYS_S) - 1)])
+            attempt += 1
+            try:
+                await self._client.connect()
+            except (OSError, ConnectionError) as exc:
+                log.info("Telegram reconnection attempt %d failed: %s", attempt, exc)
+                continue
+            return
+
+    async def _link_is(self, up: bool) -> None:
+        if up == self.online:
+            return
+        self.online = up
+        if not up:
+            self._status("Telegram: reconnecting…", "error")
+            return
+        self._status("Telegram: online")
+        # Updates pushed while the link was down are lost; getDifference fetches them now
+        # instead of when the next pushed update reveals the gap.
+        await self._client.catch_up()
+        for dialog_id in list(self._unacknowledged):
+            await self._mark_read(dialog_id)
 
     async def _sync_with_status(self) -> int:
         def progress(done: int, total: int) -> None:
@@ -239,21 +308,39 @@ class TelegramWorker:
         dialogs = [dialog async for dialog in self._client.iter_dialogs()]
         stored = 0
         for done, dialog in enumerate(dialogs, 1):
-            info = dialog_info(dialog.entity)
-            self._store.dialogs.upsert(info.id, info.kind, info.title, username=info.username,
-                                       phone=info.phone)
-            newest = self._store.messages.newest_telegram_id(info.id)
-            limit = self._settings.seed_messages if newest is None else CATCH_UP_LIMIT
-            if limit:
-                messages = await self._client.get_messages(dialog.entity, limit=limit,
-                                                           min_id=newest or 0)
-                for message in reversed(list(messages)):
-                    stored += await self._store_message(message, info.id, info.kind,
-                                                        announce=False)
-            self._emit(DialogChanged(self._store.dialogs.get(info.id)))
+            stored += await self._sync_dialog(dialog.entity)
             if progress is not None:
                 progress(done, len(dialogs))
         return stored
+
+    async def _sync_dialog(self, entity: Any) -> int:
+        assert self._store is not None
+        info = dialog_info(entity)
+        if _is_gone(entity):
+            # Telegram still lists a group one was removed from; it is not a conversation
+            self._forget(info.id)
+            return 0
+        self._store.dialogs.upsert(info.id, info.kind, info.title, username=info.username,
+                                   phone=info.phone)
+        newest = self._store.messages.newest_telegram_id(info.id)
+        limit = self._settings.seed_messages if newest is None else CATCH_UP_LIMIT
+        stored = 0
+        if limit:
+            messages = await self._client.get_messages(entity, limit=limit, min_id=newest or 0)
+            for message in reversed(list(messages)):
+                stored += await self._store_message(message, info.id, info.kind,
+                                                    announce=False)
+        self._emit(DialogChanged(self._store.dialogs.get(info.id)))
+        return stored
+
+    def _forget(self, dialog_id: int) -> None:
+        """Telegram says the dialog is gone for us: its row goes, messages and outbox rows
+        cascade with it."""
+        assert self._store is not None
+        with self._store.transaction():
+            removed = self._store.dialogs.delete_group_or_channel(dialog_id)
+        if removed:
+            self._emit(DialogRemoved(dialog_id))
 
     # -- live updates ----------------------------------------------------------------------------
 
@@ -261,9 +348,45 @@ class TelegramWorker:
         chat = await event.get_chat()
         info = dialog_info(chat)
         assert self._store is not None
+        new_dialog = self._store.dialogs.find(info.id) is None
         self._store.dialogs.ensure(info.id, info.kind, info.title)
         async with self._send_lock:  # a message we are sending gets its id before we look
             await self._store_message(event.message, info.id, info.kind, announce=True)
+        if new_dialog:
+            self._emit(DialogChanged(self._store.dialogs.get(info.id)))
+
+    async def _on_chat_action(self, event: Any) -> None:
+        about_me = self.me_id in (event.user_ids or ())
+        if about_me and (event.user_kicked or event.user_left):
+            self._forget(event.chat_id)
+        elif event.new_title or event.created or (
+                about_me and (event.user_added or event.user_joined)):
+            await self._dialog_updated(await event.get_chat())
+
+    async def _on_channel_update(self, update: Any) -> None:
+        from telethon import errors, utils
+        from telethon.tl import types
+
+        peer = types.PeerChannel(update.channel_id)
+        try:
+            entity = await self._client.get_entity(peer)
+        except (ValueError, errors.ChannelPrivateError, errors.ChannelInvalidError):
+            self._forget(utils.get_peer_id(peer))  # deleted, or private and we are out
+            return
+        await self._dialog_updated(entity)
+
+    async def _dialog_updated(self, entity: Any) -> None:
+        """A group or channel appeared, changed or went; only a real change is announced."""
+        assert self._store is not None
+        info = dialog_info(entity)
+        known = self._store.dialogs.find(info.id)
+        if known is None or _is_gone(entity):
+            await self._sync_dialog(entity)  # a new one comes with its recent history
+            return
+        updated = self._store.dialogs.upsert(info.id, info.kind, info.title,
+                                             username=info.username, phone=info.phone)
+        if updated != known:
+            self._emit(DialogChanged(updated))
 
     async def _on_edited(self, event: Any) -> None:
         assert self._store is not None
@@ -489,13 +612,23 @@ class TelegramWorker:
         self._emit(DialogChanged(self._store.dialogs.get(info.id)))
         return info.id
 
-    def mark_read(self, dialog_id: int) -> None:
-        if self.online:
-            self.submit(self._mark_read(dialog_id))
+    def mark_read(self, dialog_id: int) -> concurrent.futures.Future | None:
+        if self.me_id is None or self._stopping:
+            return None
+        return self.submit(self._mark_read(dialog_id))
 
     async def _mark_read(self, dialog_id: int) -> None:
-        with contextlib.suppress(Exception):
+        if not self.online:
+            self._unacknowledged.add(dialog_id)
+            return
+        self._unacknowledged.discard(dialog_id)
+        try:
+            # no max_id: everything up to the newest message; channels get channels.readHistory
             await self._client.send_read_acknowledge(dialog_id)
+        except (ConnectionError, OSError):
+            self._unacknowledged.add(dialog_id)
+        except Exception as exc:  # e.g. a LAN-only person Telegram does not know
+            log.debug("read state of %s not sent to Telegram: %s", dialog_id, exc)
 
     def _status(self, text: str, level: str = "info") -> None:
         self._emit(StatusChanged("telegram", text, level))
@@ -542,6 +675,22 @@ def _default_client(session: str, api_id: int, api_hash: str) -> Any:
 
     return TelegramClient(session, api_id, api_hash, flood_sleep_threshold=10,
                           device_model="Chimera", app_version="0.1")
+
+
+def _is_gone(entity: Any) -> bool:
+    """Kicked (…Forbidden), left, or a basic group that became a supergroup (deactivated)."""
+    from telethon.tl import types
+
+    if isinstance(entity, types.ChatForbidden | types.ChannelForbidden):
+        return True
+    return not isinstance(entity, types.User) and bool(
+        getattr(entity, "left", False) or getattr(entity, "deactivated", False))
+
+
+def _transport_up(client: Any) -> bool:
+    # Telethon has no public "reconnecting" state: is_connected() stays true during its
+    # auto-reconnect. Its keep-alive loop asks the sender this same question.
+    return bool(client.is_connected() and client._sender._transport_connected())
 
 
 def _make_private(session: Path) -> None:
