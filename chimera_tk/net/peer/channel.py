@@ -3,8 +3,8 @@
 Only the I/O thread touches the SSL socket (OpenSSL objects must not be used from two threads at
 once); other threads queue frames and wake it through a socket pair. Writers block while more than
 HIGH_WATER bytes are queued (until LOW_WATER), so a fast file reader never buffers a whole file in
-memory. A peer
-that stays silent past the idle timeout is pinged once and dropped if it still says nothing.
+memory. A peer that stays silent past the idle timeout is pinged once and dropped if it still says
+nothing.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 
 HIGH_WATER = 4 * 1024 * 1024
 LOW_WATER = HIGH_WATER // 2  # a writer blocked at HIGH_WATER is woken once the queue is this low
-READ_SIZE = 256 * 1024
+# One SSL read returns at most one TLS record, 16 KiB. Asking for more only made every read
+# allocate (and, past malloc's mmap threshold, map and fault in) a buffer it then shrank.
+READ_SIZE = 16 * 1024
 WRITE_SIZE = 256 * 1024
 SMALL_FRAME = 16 * 1024
 

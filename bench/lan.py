@@ -1,0 +1,918 @@
+"""The LAN link between two network namespaces: file throughput, text latency, discovery, memory.
+
+Everything runs in ONE run, side by side, so the ratios hold on a noisy machine. As root, the
+script builds hosts ``a`` and ``b`` on a bridge with ``tests.netns.Network`` and measures:
+
+1. A file (1 GiB; 64 MiB with ``--quick``) from a to b, in rotating order each round: Chimera
+   (a driver process in a runs the real ``PeerWorker`` and sends to a real ``chimera --headless``
+   in b); a bare mutual-TLS socket pair with the same certificates and TLS context (blocking
+   sockets, 1 MiB file reads and file writes, no hashing: the ceiling); the same with SHA-256 on
+   the receiver (the ceiling for a link that must verify, as Chimera's); scp to an sshd started
+   in b. Chimera's clock runs from ``submit()`` on a warm, verified connection to the delivered
+   state: offer, accept, data, the receiver's SHA-256 check, fsync and rename, ACK. Process
+   start-up, discovery and the sender's own hashing (done when a file is queued) are outside
+   it, which a driver makes exact where log lines would give milliseconds. The bare clock runs
+   from the first byte to the receiver's one-byte answer after closing the file; scp's is the
+   command less the median of three scp runs of an empty file (its set-up). Every arrival is
+   hashed against the source. CPU seconds: psutil (wait4 and sshd's reaped children for scp).
+   The receiver's RSS is sampled every 20 ms during Chimera's transfers.
+2. Text send->ACK over the persistent connection (the channel path ``_PeerSender`` uses, to a
+   receiver that commits to SQLite before it ACKs), then the same through the outbox (sender's
+   database writes included), then the original design's fresh TLS connection per message.
+3. Discovery: two real ``chimera --headless`` started together; the time from the later
+   "LAN up" log line to the later "verified on the LAN" line, median over a few runs.
+
+``--profile`` adds one Chimera transfer under py-spy (both processes) and prints where the time
+goes. Traffic goes only to the addresses of the namespaces this script creates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from common import Result, TextGenerator, finish, median, ms, parse_args, percentile, say
+
+SCRIPT = Path(__file__).resolve()
+REPO_ROOT = SCRIPT.parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from chimera_tk.events import MessageChanged, PeerUnavailable, PeerVerified  # noqa: E402
+from chimera_tk.net.peer.protocol import Ack, Hello, PeerSession, Text  # noqa: E402
+from chimera_tk.net.peer.tls import (  # noqa: E402
+    TlsFiles,
+    client_context,
+    peer_user_id,
+    require_identity,
+    server_context,
+)
+from chimera_tk.net.peer.worker import PeerLimits, PeerWorker  # noqa: E402
+from chimera_tk.store import Store  # noqa: E402
+from chimera_tk.store.records import utc_now_ms  # noqa: E402
+
+ALICE, BOB = 1001, 2002
+FILE_METHODS = ("chimera", "bare", "bare+sha", "scp")
+PEER_PORT = 50052
+BARE_PORT = 50060
+SSH_PORT = 22
+MIB = 1 << 20
+GIB = 1 << 30
+TARGET_VS_BARE = 0.9
+TARGET_VS_SCP = 1.4
+TARGET_P50_MS = 1.0
+TARGET_P99_MS = 3.0
+TARGET_DISCOVERY_S = 1.0
+TARGET_RSS_MIB = 64.0
+_LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
+
+
+def tls_files(profile_root: Path, user_id: int) -> TlsFiles:
+    return TlsFiles(profile_root / f"{user_id}.pem", profile_root / f"{user_id}_crt.pem",
+                    profile_root / "ca_bundle.pem")
+
+
+def cpu_seconds() -> float:
+    return time.process_time()
+
+
+# == roles: processes inside the namespaces =======================================================
+
+
+class SenderDriver:
+    """Host a: a real PeerWorker on the profile's database plus a bare TLS client, driven by
+    JSON commands on stdin; each answer is one JSON line on stdout."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.peer_id = args.peer_id
+        self.peer_address = args.peer_address
+        self.tls = tls_files(args.profile_root, args.user_id)
+        self.store = Store.open(args.database)
+        self._cond = threading.Condition()
+        self._finished: dict[int, tuple[float, str]] = {}
+        self._verified_at: float | None = None
+        self._unavailable: str | None = None
+        self.worker = PeerWorker(args.user_id, "alice", self.tls, args.database, args.downloads,
+                                 self._emit, host=args.address, port=PEER_PORT,
+                                 limits=PeerLimits(ack_timeout_s=30, retry_after_s=0))
+        self.texts = TextGenerator(seed=11, vocabulary=2_000)
+
+    def _emit(self, event: object) -> None:
+        now = time.perf_counter()
+        with self._cond:
+            if isinstance(event, MessageChanged) and event.message.state in (
+                    "delivered", "failed", "queued"):
+                self._finished[event.message.id] = (now, event.message.state)
+            elif isinstance(event, PeerVerified) and event.user_id == self.peer_id:
+                self._verified_at = now
+            elif isinstance(event, PeerUnavailable):
+                self._unavailable = event.reason
+            self._cond.notify_all()
+
+    def _wait(self, predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not (result := predicate()):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise RuntimeError(f"timed out waiting for {what} "
+                                       f"(unavailable: {self._unavailable})")
+                self._cond.wait(remaining)
+            return result
+
+    # -- commands --------------------------------------------------------------------------------
+
+    def connect(self) -> dict[str, Any]:
+        self.worker.start()
+        self.worker.learn_address(self.peer_id, self.peer_address, PEER_PORT)
+        start = time.perf_counter()
+        self.worker.verify(self.peer_id)
+        verified = self._wait(lambda: self._verified_at, 20, "the peer's HELLO")
+        return {"seconds": verified - start}
+
+    def _claimed(self, text: str, file_id: int | None = None) -> int:
+        with self.store.transaction():
+            message = self.store.messages.add_outgoing(self.peer_id, text, file_id=file_id)
+            self.store.outbox.enqueue(message.id)
+        self.store.outbox.claim(message.id, "lan")
+        return message.id
+
+    def chimera_file(self, path: str, sha256: str, size: int) -> dict[str, Any]:
+        source = Path(path)
+        self.store.dialogs.ensure(self.peer_id, "user", "bob")
+        with self.store.transaction():
+            file = self.store.files.create(source.name, size, sha256=sha256,
+                                           mime="application/octet-stream",
+                                           path=str(source.resolve()), state="complete")
+        message_id = self._claimed("", file.id)
+        cpu, start = cpu_seconds(), time.perf_counter()
+        self.worker.submit(self.peer_id, message_id)
+        done, state = self._wait(lambda: self._finished.get(message_id), 600, "the file's ACK")
+        return {"seconds": done - start, "cpu_s": cpu_seconds() - cpu, "state": state}
+
+    def channel_texts(self, count: int) -> dict[str, Any]:
+        """send->ACK exactly as _PeerSender does it: expect(uid), channel.send(TEXT), wait."""
+        channel = self.worker.connect(self.peer_id)
+        latencies, failed = [], 0
+        for _ in range(count):
+            uid = uuid.uuid4().hex
+            text = self.texts.text()
+            waiter = self.worker.expect(self.peer_id, uid)
+            start = time.perf_counter()
+            channel.send(Text(uid, utc_now_ms(), text))
+            try:
+                waiter.wait(15)
+            except Exception:
+                failed += 1
+                continue
+            latencies.append(time.perf_counter() - start)
+        return {"latencies": latencies, "failed": failed}
+
+    def outbox_texts(self, count: int) -> dict[str, Any]:
+        """The whole sending side: message + outbox rows, claim, submit, delivered state."""
+        self.store.dialogs.ensure(self.peer_id, "user", "bob")
+        latencies, failed = [], 0
+        for _ in range(count):
+            start = time.perf_counter()
+            message_id = self._claimed(self.texts.text())
+            self.worker.submit(self.peer_id, message_id)
+            done, state = self._wait(lambda m=message_id: self._finished.get(m), 30, "an ACK")
+            if state != "delivered":
+                failed += 1
+                continue
+            latencies.append(done - start)
+        return {"latencies": latencies, "failed": failed}
+
+    def handshake_texts(self, count: int) -> dict[str, Any]:
+        """The original design: connect, TLS handshake, HELLO + TEXT, wait for the ACK, close."""
+        context = client_context(self.tls)
+        latencies, failed = [], 0
+        for _ in range(count):
+            uid = uuid.uuid4().hex
+            start = time.perf_counter()
+            try:
+                raw = socket.create_connection((self.peer_address, PEER_PORT), timeout=5)
+                with context.wrap_socket(raw) as sock:
+                    require_identity(sock, self.peer_id)
+                    session = PeerSession()
+                    sock.sendall(session.send(Hello(name="alice"))
+                                 + session.send(Text(uid, utc_now_ms(), self.texts.text())))
+                    acked = False
+                    while not acked:
+                        data = sock.recv(65536)
+                        if not data:
+                            raise ConnectionError("closed before the ACK")
+                        session.receive_data(data)
+                        while (event := session.next_event()) is not None:
+                            acked = acked or (isinstance(event, Ack) and event.uid == uid)
+            except (OSError, ConnectionError):
+                failed += 1
+                continue
+            latencies.append(time.perf_counter() - start)
+        return {"latencies": latencies, "failed": failed}
+
+    def bare_file(self, path: str, size: int, port: int, sha256: bool) -> dict[str, Any]:
+        """The ceiling: same certificates and TLS context, blocking socket, 1 MiB reads; with
+        ``sha256`` the receiver also hashes what it writes (the check Chimera cannot skip)."""
+        raw = socket.create_connection((self.peer_address, port), timeout=10)
+        with client_context(self.tls).wrap_socket(raw) as sock:
+            require_identity(sock, self.peer_id)
+            sock.settimeout(None)
+            buffer = bytearray(MIB)
+            view = memoryview(buffer)
+            cpu, start = cpu_seconds(), time.perf_counter()
+            sock.sendall(struct.pack(">Q?", size, sha256))
+            with open(path, "rb", buffering=0) as source:
+                while count := source.readinto(buffer):
+                    sock.sendall(view[:count])
+            answer = sock.recv(1)
+            seconds = time.perf_counter() - start
+        return {"seconds": seconds, "cpu_s": cpu_seconds() - cpu, "answer": answer.decode()}
+
+    def serve(self) -> None:
+        commands: dict[str, Callable[..., dict[str, Any]]] = {
+            "connect": self.connect, "chimera_file": self.chimera_file,
+            "channel_texts": self.channel_texts, "outbox_texts": self.outbox_texts,
+            "handshake_texts": self.handshake_texts, "bare_file": self.bare_file,
+        }
+        print(json.dumps({"event": "ready", "pid": os.getpid()}), flush=True)
+        for line in sys.stdin:
+            request = json.loads(line)
+            op = request.pop("op")
+            if op == "quit":
+                break
+            try:
+                reply = {"ok": True, **commands[op](**request)}
+            except Exception as exc:  # reported to the controller, which fails the run
+                reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            print(json.dumps(reply), flush=True)
+        self.worker.stop()
+        self.worker.join(10)
+        self.store.close()
+
+
+def bare_server(args: argparse.Namespace) -> None:
+    """Host b: the ceiling's receiver. Per connection: an 8-byte size and a hash-it flag, then
+    the bytes, written to a file in 1 MiB writes (and hashed in line if asked); one byte back
+    once the file is closed."""
+    context = server_context(tls_files(args.profile_root, args.user_id))
+    listener = socket.create_server((args.address, args.port))
+    print(json.dumps({"event": "ready", "pid": os.getpid()}), flush=True)
+    buffer = bytearray(MIB)
+    view = memoryview(buffer)
+    for number in range(1_000_000):
+        raw, _ = listener.accept()
+        with context.wrap_socket(raw, server_side=True) as sock:
+            peer_user_id(sock)
+            sock.settimeout(None)
+            header = b""
+            while len(header) < 9:
+                header += sock.recv(9 - len(header))
+            size, hashing = struct.unpack(">Q?", header)
+            digest = hashlib.sha256()
+            cpu = cpu_seconds()
+            path = args.out / f"bare-{number}.bin"
+            received = 0
+            with open(path, "wb", buffering=0) as out:
+                while received < size:
+                    want, filled = min(MIB, size - received), 0
+                    while filled < want:
+                        got = sock.recv_into(view[filled:want])
+                        if not got:
+                            raise ConnectionError("the sender closed early")
+                        filled += got
+                    out.write(view[:filled])
+                    if hashing:
+                        digest.update(view[:filled])
+                    received += filled
+            sock.sendall(b"k")
+            print(json.dumps({"event": "received", "path": str(path), "bytes": received,
+                              "cpu_s": cpu_seconds() - cpu,
+                              "sha256": digest.hexdigest() if hashing else None}), flush=True)
+
+
+def run_role(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description="a process of bench/lan.py in a namespace")
+    parser.add_argument("--role", choices=("sender", "bare-server"), required=True)
+    parser.add_argument("--address", required=True)
+    parser.add_argument("--user-id", type=int, required=True)
+    parser.add_argument("--profile-root", type=Path, required=True)
+    parser.add_argument("--database", type=Path)
+    parser.add_argument("--downloads", type=Path)
+    parser.add_argument("--peer-id", type=int)
+    parser.add_argument("--peer-address")
+    parser.add_argument("--port", type=int, default=BARE_PORT)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    if args.role == "sender":
+        SenderDriver(args).serve()
+    else:
+        bare_server(args)
+    return 0
+
+
+# == controller (root namespace) ==================================================================
+
+
+class Driver:
+    """The sender process in host a, spoken to in JSON lines."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.process = process
+        ready = self._line()
+        self.pid = ready["pid"]
+
+    def _line(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the driver exited ({self.process.poll()})")
+        return json.loads(line)
+
+    def call(self, op: str, **fields: Any) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps({"op": op, **fields}) + "\n")
+        self.process.stdin.flush()
+        reply = self._line()
+        if not reply.pop("ok"):
+            raise RuntimeError(f"driver {op}: {reply['error']}")
+        return reply
+
+    def quit(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            assert self.process.stdin is not None
+            self.process.stdin.write(json.dumps({"op": "quit"}) + "\n")
+            self.process.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(15)
+
+
+def process_cpu(pid: int) -> float:
+    """User + system seconds of a process, its threads and its reaped children."""
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+class RssSampler:
+    """Samples one process's RSS every 20 ms in a thread, for the length of a ``with`` block."""
+
+    def __init__(self, pid: int) -> None:
+        import psutil
+
+        self._process = psutil.Process(pid)
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(Exception):
+                self.samples.append(self._process.memory_info().rss)
+            self._stop.wait(0.02)
+
+    def __enter__(self) -> RssSampler:
+        self.samples.append(self._process.memory_info().rss)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def growth_mib(self) -> float:
+        return (max(self.samples) - self.samples[0]) / MIB
+
+
+class SshServer:
+    """sshd inside host b on its address, with a throwaway host key and one authorized key."""
+
+    def __init__(self, net: Any, folder: Path) -> None:
+        self.net = net
+        self.folder = folder
+        self.process: subprocess.Popen | None = None
+        self._made_run_dir = False
+
+    def start(self) -> None:
+        folder = self.folder
+        folder.mkdir(mode=0o700)
+        for name in ("host_key", "client_key"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                            str(folder / name)], check=True)
+        shutil.copy(folder / "client_key.pub", folder / "authorized_keys")
+        host = self.net["b"]
+        config = folder / "sshd_config"
+        config.write_text(
+            f"ListenAddress {host.address}:{SSH_PORT}\nHostKey {folder / 'host_key'}\n"
+            f"AuthorizedKeysFile {folder / 'authorized_keys'}\nPidFile none\nUsePAM no\n"
+            "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
+            "KbdInteractiveAuthentication no\nStrictModes no\nLogLevel ERROR\n"
+            "Subsystem sftp internal-sftp\n")
+        run_dir = Path("/run/sshd")  # sshd's privilege separation directory
+        if not run_dir.exists():
+            run_dir.mkdir(mode=0o755, parents=True)
+            self._made_run_dir = True
+        sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+        self.process = host.popen([sshd, "-D", "-e", "-f", str(config)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  preexec_fn=die_with_parent)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            probe = host.run(["ss", "-ltnH", f"sport = :{SSH_PORT}"], check=False)
+            if host.address in probe.stdout:
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError(f"sshd did not start: {self._stderr()}")
+
+    def _stderr(self) -> str:
+        if self.process is None or self.process.stderr is None or self.process.poll() is None:
+            return ""
+        return self.process.stderr.read().decode(errors="replace")[-2000:]
+
+    def cpu(self) -> float:
+        assert self.process is not None
+        return process_cpu(self.process.pid)
+
+    def settle(self, timeout: float = 5.0) -> None:
+        """Wait until the per-connection sshd processes are gone (their CPU is then counted
+        in the listener's children times)."""
+        import psutil
+
+        assert self.process is not None
+        listener = psutil.Process(self.process.pid)
+        deadline = time.monotonic() + timeout
+        while listener.children() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def scp(self, source: Path, target: Path) -> tuple[float, float]:
+        """(seconds, client CPU seconds) of one scp from host a into ``target`` on host b."""
+        key = self.folder / "client_key"
+        argv = ["ip", "netns", "exec", self.net["a"].namespace, "scp", "-q", "-F", "/dev/null",
+                "-i", str(key), "-P", str(SSH_PORT), "-o", "StrictHostKeyChecking=no",
+                "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+                "-o", "LogLevel=ERROR", str(source), f"root@{self.net['b'].address}:{target}"]
+        start = time.perf_counter()
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, preexec_fn=die_with_parent)
+        _pid, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+        assert process.stderr is not None
+        errors = process.stderr.read().decode(errors="replace")
+        process.stderr.close()
+        if process.returncode != 0:
+            raise RuntimeError(f"scp failed ({process.returncode}): {errors[-1000:]}")
+        return seconds, usage.ru_utime + usage.ru_stime
+
+    def scp_measured(self, source: Path, target: Path) -> tuple[float, float, float]:
+        """(seconds, client CPU, server CPU) of one scp; the server's per-connection processes
+        have ended (and been reaped into the listener's children times) when it returns."""
+        server_cpu = self.cpu()
+        seconds, client_cpu = self.scp(source, target)
+        self.settle()
+        return seconds, client_cpu, self.cpu() - server_cpu
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(5)
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait(5)
+        if self.process is not None and self.process.stderr is not None:
+            self.process.stderr.close()
+        if self._made_run_dir:
+            with contextlib.suppress(OSError):
+                Path("/run/sshd").rmdir()
+
+
+def make_source(path: Path, size: int) -> str:
+    """A file of random bytes (incompressible); returns its SHA-256."""
+    digest = hashlib.sha256()
+    with open(path, "wb") as out:
+        for offset in range(0, size, MIB):
+            block = os.urandom(min(MIB, size - offset))
+            digest.update(block)
+            out.write(block)
+    return digest.hexdigest()
+
+
+def sha256_of(path: Path) -> str:
+    with open(path, "rb") as source:
+        return hashlib.file_digest(source, "sha256").hexdigest()
+
+
+def newest_download(downloads: Path) -> Path:
+    files = [p for p in downloads.iterdir() if p.is_file()]
+    if not files:
+        raise RuntimeError(f"nothing arrived in {downloads}")
+    return max(files, key=lambda p: p.stat().st_mtime_ns)
+
+
+def log_times(node: Any, text: str) -> list[float]:
+    """Wall-clock times (epoch seconds) of the node's log lines that contain ``text``."""
+    times = []
+    for line in node.log().splitlines():
+        match = _LOG_TIME.match(line)
+        if match and text in line:
+            times.append(datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp())
+    return times
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for every process this script starts: the kernel kills it if the script
+    dies (bench/run's timeout sends SIGKILL, which no cleanup code survives)."""
+    import ctypes
+
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def start_headless(node: Any) -> None:
+    """``AppNode.start_headless``, with the process tied to this script's life."""
+    started = node.log().count("LAN up as user")
+    node.process = node.host.popen(node.chimera("--headless"), stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
+    node.wait_for_log("LAN up as user", count=started + 1)
+
+
+@contextlib.contextmanager
+def headless_pair(alice: Any, bob: Any) -> Iterator[float]:
+    """Both nodes started at once (yields the wall-clock time of the second spawn); both stopped
+    (SIGTERM) after the block."""
+    nodes = (alice, bob)
+    counts = [node.log().count("LAN up as user") for node in nodes]
+    for node in nodes:
+        node.process = node.host.popen(node.chimera("--headless"), stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
+    spawned = time.time()
+    try:
+        for node, count in zip(nodes, counts, strict=True):
+            node.wait_for_log("LAN up as user", count=count + 1)
+        yield spawned
+    finally:
+        for node in nodes:
+            if node.process is not None:
+                node.stop(signal.SIGTERM)
+
+
+def measure_discovery(alice: Any, bob: Any, runs: int) -> tuple[list[float], list[float]]:
+    """Per run, seconds until both verified the other: from the later node's "LAN up" log line,
+    and from spawning the processes (Python and app start-up included)."""
+    from_up, from_spawn = [], []
+    for run in range(runs):
+        seen = [len(log_times(node, "verified on the LAN")) for node in (alice, bob)]
+        ups = [len(log_times(node, "LAN up as user")) for node in (alice, bob)]
+        with headless_pair(alice, bob) as spawned:
+            for node, count in zip((alice, bob), seen, strict=True):
+                node.wait_for_log("verified on the LAN", timeout=30, count=count + 1)
+            up = max(log_times(node, "LAN up as user")[count]
+                     for node, count in zip((alice, bob), ups, strict=True))
+            verified = max(log_times(node, "verified on the LAN")[count]
+                           for node, count in zip((alice, bob), seen, strict=True))
+        from_up.append(verified - up)
+        from_spawn.append(verified - spawned)
+        say(f"  discovery run {run + 1}: both verified {verified - up:.3f} s after the later "
+            f"node's LAN came up ({verified - spawned:.2f} s after the processes started)")
+    return from_up, from_spawn
+
+
+class FileRound:
+    """The file transfers of one method, accumulated over the rounds."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.seconds: list[float] = []
+        self.sender_cpu: list[float] = []
+        self.receiver_cpu: list[float] = []
+        self.damaged = 0
+
+    def add(self, seconds: float, sender_cpu: float, receiver_cpu: float, arrived: Path,
+            expected_sha: str) -> None:
+        self.seconds.append(seconds)
+        self.sender_cpu.append(sender_cpu)
+        self.receiver_cpu.append(receiver_cpu)
+        if sha256_of(arrived) != expected_sha:
+            self.damaged += 1
+            say(f"  !! {self.name}: {arrived} arrived with another SHA-256")
+        arrived.unlink()
+
+
+def run_benchmark(args: argparse.Namespace) -> list[Result]:
+    from tests.lan_nodes import AppNode
+    from tests.netns import Network
+    from tests.pki_factory import TeamCA
+
+    size = (args.size_mib or (64 if args.quick else 1024)) * MIB
+    rounds = args.rounds or (1 if args.quick else 5)
+    messages = args.messages or (500 if args.quick else 10_000)
+    outbox_messages = max(100, messages // 5)
+    handshakes = 50 if args.quick else 200
+    discovery_runs = 2 if args.quick else 5
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="chimera-bench-lan-", dir=args.dir) as tmp_name, \
+            Network(("a", "b")) as net:
+        tmp = Path(tmp_name)
+        ca = TeamCA.create()
+        alice = AppNode(net["a"], tmp / "a", "alice", ALICE, ca)
+        bob = AppNode(net["b"], tmp / "b", "bob", BOB, ca)
+        say(f"lan: hosts a={net['a'].address} b={net['b'].address}; file {size // MIB} MiB x "
+            f"{rounds} round(s); {messages:,} texts; discovery x {discovery_runs}")
+
+        say("discovery: two `chimera --headless` started together")
+        discovery, discovery_cold = measure_discovery(alice, bob, discovery_runs)
+
+        source = tmp / "source.bin"
+        say(f"making a {size // MIB} MiB source file")
+        source_sha = make_source(source, size)
+        bare_out, scp_out = tmp / "bare-out", tmp / "scp-out"
+        bare_out.mkdir()
+        scp_out.mkdir()
+
+        start_headless(bob)
+        bare = net["b"].python(
+            str(SCRIPT), "--role", "bare-server", "--address", net["b"].address,
+            "--user-id", str(BOB), "--profile-root", str(bob.paths.root),
+            "--port", str(BARE_PORT), "--out", str(bare_out),
+            stdin=subprocess.DEVNULL, stderr=open(tmp / "bare.err", "w"),  # noqa: SIM115
+            preexec_fn=die_with_parent)
+        assert bare.stdout is not None
+        json.loads(bare.stdout.readline())  # ready
+        driver = Driver(net["a"].python(
+            str(SCRIPT), "--role", "sender", "--address", net["a"].address,
+            "--user-id", str(ALICE), "--profile-root", str(alice.paths.root),
+            "--database", str(alice.paths.database), "--downloads", str(alice.paths.downloads),
+            "--peer-id", str(BOB), "--peer-address", net["b"].address,
+            stderr=open(tmp / "driver.err", "w"), preexec_fn=die_with_parent))  # noqa: SIM115
+        ssh = SshServer(net, tmp / "ssh") if shutil.which("scp") and (
+            shutil.which("sshd") or Path("/usr/sbin/sshd").exists()) else None
+        try:
+            connected = driver.call("connect")
+            say(f"driver in a connected to the headless receiver in b "
+                f"({ms(connected['seconds']):.0f} ms)")
+            scp_setup = scp_setup_cpu = (0.0, 0.0)
+            if ssh is not None:
+                ssh.start()
+                empty = tmp / "empty"
+                empty.touch()
+                setups = [ssh.scp_measured(empty, scp_out / "empty") for _ in range(3)]
+                scp_setup = median([setup[0] for setup in setups])
+                scp_setup_cpu = (median([setup[1] for setup in setups]),
+                                 median([setup[2] for setup in setups]))
+                say(f"scp of an empty file (set-up, subtracted): {ms(scp_setup):.0f} ms, CPU "
+                    f"{scp_setup_cpu[0]:.2f} s client, {scp_setup_cpu[1]:.2f} s server")
+            else:
+                say("scp/sshd not installed (apt-get install openssh-server openssh-client): "
+                    "no scp figures")
+
+            chimera, bare_round, scp_round = (FileRound("Chimera"), FileRound("bare TLS"),
+                                              FileRound("scp"))
+            bare_sha_round = FileRound("bare TLS+SHA")
+            rss_growth: list[float] = []
+
+            def run_chimera() -> None:
+                receiver_cpu = process_cpu(bob.process.pid)
+                with RssSampler(bob.process.pid) as rss:
+                    reply = driver.call("chimera_file", path=str(source), sha256=source_sha,
+                                        size=size)
+                receiver_cpu = process_cpu(bob.process.pid) - receiver_cpu
+                if reply["state"] != "delivered":
+                    raise RuntimeError(f"the Chimera transfer ended {reply['state']}")
+                rss_growth.append(rss.growth_mib)
+                chimera.add(reply["seconds"], reply["cpu_s"], receiver_cpu,
+                            newest_download(bob.paths.downloads), source_sha)
+
+            def run_bare(file_round: FileRound, sha256: bool) -> None:
+                reply = driver.call("bare_file", path=str(source), size=size, port=BARE_PORT,
+                                    sha256=sha256)
+                report = json.loads(bare.stdout.readline())
+                if sha256 and report["sha256"] != source_sha:
+                    file_round.damaged += 1
+                file_round.add(reply["seconds"], reply["cpu_s"], report["cpu_s"],
+                               Path(report["path"]), source_sha)
+
+            def run_scp() -> None:
+                assert ssh is not None
+                seconds, sender_cpu, receiver_cpu = ssh.scp_measured(source,
+                                                                     scp_out / "source.bin")
+                scp_round.add(max(seconds - scp_setup, 1e-6), sender_cpu - scp_setup_cpu[0],
+                              receiver_cpu - scp_setup_cpu[1], scp_out / "source.bin",
+                              source_sha)
+
+            methods: list[tuple[FileRound, Callable[[], None]]] = [
+                (chimera, run_chimera), (bare_round, lambda: run_bare(bare_round, False)),
+                (bare_sha_round, lambda: run_bare(bare_sha_round, True)), (scp_round, run_scp)]
+            methods = [(r, run) for (r, run), name in zip(methods, FILE_METHODS, strict=True)
+                       if name in args.methods and (name != "scp" or ssh is not None)]
+            for round_no in range(rounds):
+                shift = round_no % len(methods)
+                for file_round, run in methods[shift:] + methods[:shift]:
+                    run()
+                    say(f"  round {round_no + 1} {file_round.name:<12}: "
+                        f"{size / MIB / file_round.seconds[-1]:7.0f} MiB/s "
+                        f"({file_round.seconds[-1]:.2f} s; CPU sender "
+                        f"{file_round.sender_cpu[-1]:.2f} s, receiver "
+                        f"{file_round.receiver_cpu[-1]:.2f} s)")
+
+            if args.profile:
+                profile_transfer(driver, bob, source, source_sha, size, tmp)
+
+            say(f"texts: {messages:,} send->ACK over the persistent connection")
+            channel = driver.call("channel_texts", count=messages)
+            say(f"texts: {outbox_messages:,} through the outbox")
+            outbox = driver.call("outbox_texts", count=outbox_messages)
+            say(f"texts: {handshakes} with a fresh TLS connection each")
+            fresh = driver.call("handshake_texts", count=handshakes)
+        finally:
+            driver.quit()
+            if ssh is not None:
+                ssh.stop()
+            bare.kill()
+            bare.wait(5)
+            if bob.process is not None:
+                bob.stop()
+
+    results += file_results(size, chimera, bare_round, bare_sha_round, scp_round, scp_setup,
+                            rss_growth)
+    results += latency_results(channel, outbox, fresh)
+    results += [
+        Result("lan discovery median", median(discovery), "s", TARGET_DISCOVERY_S, "lower",
+               note=f"{len(discovery)} runs; later LAN up -> later verified"),
+        Result("lan discovery max", max(discovery), "s"),
+        Result("lan discovery from process start, median", median(discovery_cold), "s",
+               note="two `chimera --headless` spawned together -> both verified"),
+    ]
+    return results
+
+
+def file_results(size: int, chimera: FileRound, bare: FileRound, bare_sha: FileRound,
+                 scp: FileRound, scp_setup: float, rss_growth: list[float]) -> list[Result]:
+    """Rows for the methods that ran (``--methods``; scp only where openssh is installed)."""
+    def rate(file_round: FileRound) -> float:
+        return size / MIB / median(file_round.seconds)
+
+    def per_gib(values: list[float]) -> float:
+        return median(values) * GIB / size
+
+    ran = [r for r in (chimera, bare, bare_sha, scp) if r.seconds]
+    results = []
+    for file_round, metric in ((chimera, "lan file Chimera"), (bare, "lan file bare TLS (ceiling)"),
+                               (bare_sha, "lan file bare TLS + SHA-256"), (scp, "lan file scp")):
+        if file_round.seconds:
+            note = f"{size // MIB} MiB, median of {len(file_round.seconds)}"
+            if file_round is scp:
+                note += f"; set-up of {ms(scp_setup):.0f} ms (and its CPU) subtracted"
+            results.append(Result(metric, rate(file_round), "MiB/s", note=note))
+    if chimera.seconds and bare.seconds:
+        results += [
+            Result("lan file Chimera/bare", rate(chimera) / rate(bare), "x", TARGET_VS_BARE,
+                   "higher", note="medians"),
+            Result("lan file Chimera/bare, best rounds",
+                   min(bare.seconds) / min(chimera.seconds), "x",
+                   note="the fastest round of each: less exposed to noise"),
+        ]
+    if chimera.seconds and bare_sha.seconds:
+        results.append(Result("lan file Chimera/(bare TLS + SHA-256)",
+                              rate(chimera) / rate(bare_sha), "x",
+                              note="medians; against a ceiling that verifies as Chimera must"))
+    if chimera.seconds and scp.seconds:
+        results.append(Result("lan file Chimera/scp", rate(chimera) / rate(scp), "x",
+                              TARGET_VS_SCP, "higher", note="medians"))
+    for file_round in ran:
+        results += [
+            Result(f"lan CPU per GiB, {file_round.name} sender", per_gib(file_round.sender_cpu),
+                   "s"),
+            Result(f"lan CPU per GiB, {file_round.name} receiver",
+                   per_gib(file_round.receiver_cpu), "s"),
+        ]
+    results.append(Result("lan files with a wrong SHA-256 on arrival",
+                          sum(r.damaged for r in ran), "files", 0, "equal"))
+    if rss_growth:
+        results.append(Result("lan receiver RSS growth during a file", max(rss_growth), "MiB",
+                              TARGET_RSS_MIB, "lower", note="max over the Chimera transfers"))
+    return results
+
+
+def latency_results(channel: dict[str, Any], outbox: dict[str, Any],
+                    fresh: dict[str, Any]) -> list[Result]:
+    def pct(reply: dict[str, Any], p: float) -> float:
+        return ms(percentile(reply["latencies"], p)) if reply["latencies"] else float("nan")
+
+    count = len(channel["latencies"]) + channel["failed"]
+    return [
+        Result("lan text send->ACK p50", pct(channel, 50), "ms", TARGET_P50_MS, "lower",
+               note=f"{count:,} sequential texts, one connection"),
+        Result("lan text send->ACK p99", pct(channel, 99), "ms", TARGET_P99_MS, "lower"),
+        Result("lan text via outbox p50", pct(outbox, 50), "ms"),
+        Result("lan text via outbox p99", pct(outbox, 99), "ms"),
+        Result("lan text with a TLS handshake each p50", pct(fresh, 50), "ms"),
+        Result("lan text with a TLS handshake each p99", pct(fresh, 99), "ms"),
+        Result("lan texts not acknowledged",
+               channel["failed"] + outbox["failed"] + fresh["failed"], "msgs", 0, "equal"),
+    ]
+
+
+# -- profiling -----------------------------------------------------------------------------------
+
+
+def profile_transfer(driver: Driver, bob: Any, source: Path, source_sha: str, size: int,
+                     tmp: Path) -> None:
+    """One more Chimera transfer with py-spy on the sender driver and the headless receiver."""
+    py_spy = shutil.which("py-spy")
+    if py_spy is None:
+        say("--profile: py-spy is not installed (pip install py-spy)")
+        return
+    spies = {}
+    for name, pid in (("sender", driver.pid), ("receiver", bob.process.pid)):
+        out = tmp / f"{name}.folded"
+        spies[name] = (out, subprocess.Popen(
+            [py_spy, "record", "--threads", "--rate", "500", "--format", "raw",
+             "--output", str(out), "--pid", str(pid)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    time.sleep(1.0)  # let py-spy attach
+    reply = driver.call("chimera_file", path=str(source), sha256=source_sha, size=size)
+    newest_download(bob.paths.downloads).unlink()
+    for _out, spy in spies.values():
+        spy.send_signal(signal.SIGINT)
+        spy.wait(30)
+    say(f"profile: one transfer under py-spy took {reply['seconds']:.2f} s")
+    for name, (out, _spy) in spies.items():
+        say(f"-- {name}: where each thread spends its samples (self time, top frames)")
+        for line in summarize_folded(out):
+            say("   " + line)
+
+
+def summarize_folded(path: Path, top: int = 8) -> list[str]:
+    """Per thread: the share of samples by innermost frame, from py-spy's raw (folded) output."""
+    per_thread: dict[str, Counter[str]] = {}
+    if not path.exists():
+        return ["(no samples)"]
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        thread = frames[0]
+        leaf = re.sub(r" \((?:/[^)]*/)?([^/)]+)\)$", r" (\1)", frames[-1])
+        per_thread.setdefault(thread, Counter())[leaf] += int(count)
+    lines = []
+    for thread, counts in sorted(per_thread.items(), key=lambda kv: -kv[1].total()):
+        total = counts.total()
+        if total < 50:
+            continue
+        lines.append(f"{thread}: {total} samples")
+        for leaf, count in counts.most_common(top):
+            lines.append(f"    {100 * count / total:5.1f}%  {leaf}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--role" in argv:
+        return run_role(argv)
+
+    def extra(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--size-mib", type=int, help="file size (default 1024; quick 64)")
+        parser.add_argument("--rounds", type=int, help="file rounds (default 3; quick 1)")
+        parser.add_argument("--messages", type=int, help="texts (default 10,000; quick 500)")
+        parser.add_argument("--dir", help="where the files go (default: the system temp dir)")
+        parser.add_argument("--methods", type=lambda text: text.split(","),
+                            default=list(FILE_METHODS),
+                            help="file transfers to compare (default: all of "
+                                 f"{','.join(FILE_METHODS)})")
+        parser.add_argument("--profile", action="store_true",
+                            help="one more Chimera transfer under py-spy, summarized")
+
+    args = parse_args(__doc__.splitlines()[0], argv, extra)
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        say("lan: needs root and iproute2 (it creates network namespaces)")
+        return 1
+    # SIGTERM unwinds like Ctrl+C: namespaces, sshd and every process started are cleaned up
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
+    results = run_benchmark(args)
+    return finish("lan", results, args.results)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
