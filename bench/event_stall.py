@@ -187,9 +187,17 @@ def run_storm(paths: ProfilePaths, seconds: float) -> StormRun:
         check.close()
         # The view keeps a bounded tail of a busy chat (older pages come back on scrolling up),
         # so what must hold is: the newest posted message is the last one shown, in order.
-        newest_posted = worker.posted_ids[-1] if worker.posted_ids else None
+        # "newest" is the chat's own order, (sent_at, id): two messages of one millisecond
+        # may be stored in either order by the worker, and the view follows the chat's order
+        check_newest = Store.open(paths.database)
+        newest = check_newest.conn.execute(
+            """SELECT id FROM messages WHERE dialog_id = ? ORDER BY sent_at DESC, id DESC
+               LIMIT 1""", (CHAT,)).fetchone()
+        check_newest.close()
+        newest_posted = newest[0] if newest and newest[0] in set(worker.posted_ids) else None
+        keys = [m.page_key for m in view.loaded]
         shown_ids = [m.id for m in view.loaded]
-        tail_in_order = shown_ids == sorted(shown_ids)
+        tail_in_order = keys == sorted(keys)
         return StormRun(
             ticks=ticks, latencies=latencies, posted=len(worker.posted_ids), in_db=in_db,
             in_view=int(bool(shown_ids) and shown_ids[-1] == newest_posted and tail_in_order),
