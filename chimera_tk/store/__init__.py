@@ -29,6 +29,16 @@ class Store:
     def transaction(self):
         return transaction(self.conn)
 
+    def leave_checkpoints_to_others(self) -> Store:
+        """This connection's commits never run the WAL's automatic checkpoint (which costs the
+        committing call several fsyncs); some other thread calls :meth:`checkpoint`."""
+        self.conn.execute("PRAGMA wal_autocheckpoint = 0")
+        return self
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database; PASSIVE never waits for nor blocks other writers."""
+        self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
     def close(self) -> None:
         self.conn.close()
 

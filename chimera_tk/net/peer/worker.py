@@ -359,9 +359,7 @@ class PeerWorker:
         (4-5 ms here): on a receiving channel that delayed the ACK, the whole p99 of send->ACK.
         The worker's checkpoint thread does it instead (:meth:`_checkpoint_loop`).
         """
-        store = Store.open(self._database)
-        store.conn.execute("PRAGMA wal_autocheckpoint = 0")
-        return store
+        return Store.open(self._database).leave_checkpoints_to_others()
 
     def wrote(self) -> None:
         """A worker connection committed: the checkpoint thread copies the WAL soon."""
@@ -378,8 +376,7 @@ class PeerWorker:
                 try:
                     if store is None:
                         store = Store.open(self._database)
-                    # PASSIVE: never waits for, nor blocks, the connections still writing
-                    store.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    store.checkpoint()
                 except sqlite3.Error as exc:
                     log.warning("WAL checkpoint failed: %s", exc)
         finally:
