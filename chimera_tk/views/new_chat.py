@@ -12,6 +12,7 @@ from collections.abc import Callable
 from tkinter import ttk
 
 from chimera_tk.errors import UserError
+from chimera_tk.views.futures import when_done
 from chimera_tk.views.telegram_wizard import parse_phone
 
 Find = Callable[[str, str], "concurrent.futures.Future | None"]
@@ -69,22 +70,12 @@ class NewChatDialog(tk.Toplevel):
             return
         self.show_error("")
         self.action.state(["disabled"])
-        self._poll(future)
+        when_done(self, future, self._found, self._failed)
 
-    def _poll(self, future: concurrent.futures.Future) -> None:
-        if not self.winfo_exists():
-            return
-        if not future.done():
-            self.after(50, self._poll, future)
-            return
+    def _failed(self, message: str) -> None:
         self.action.state(["!disabled"])
-        try:
-            dialog_id = future.result()
-        except UserError as exc:
-            self.show_error(str(exc))
-            return
-        except Exception as exc:  # the network, or Telegram, said something unexpected
-            self.show_error(f"Telegram did not answer as expected: {exc}")
-            return
+        self.show_error(message)
+
+    def _found(self, dialog_id: int) -> None:
         self.destroy()
         self._on_found(dialog_id)

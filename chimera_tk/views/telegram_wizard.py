@@ -16,6 +16,7 @@ from tkinter import ttk
 from typing import Any
 
 from chimera_tk.errors import UserError
+from chimera_tk.views.futures import when_done
 
 API_PAGE = "https://my.telegram.org/apps"
 _PHONE = re.compile(r"\+?[0-9][0-9 ()-]{5,20}")
@@ -176,21 +177,12 @@ class ConnectTelegramDialog(tk.Toplevel):
         self.action.state(["disabled"])
         self.error.configure(text="")
 
-        def poll() -> None:
-            if not self.winfo_exists():
-                return
-            if not future.done():
-                self.after(50, poll)
-                return
+        def done(result: Any) -> None:
             self.action.state(["!disabled"])
-            try:
-                result = future.result()
-            except UserError as exc:
-                self.show_error(str(exc))
-                return
-            except Exception as exc:  # the network, or Telegram, said something unexpected
-                self.show_error(f"Telegram did not answer as expected: {exc}")
-                return
             then(result)
 
-        poll()
+        def failed(message: str) -> None:
+            self.action.state(["!disabled"])
+            self.show_error(message)
+
+        when_done(self, future, done, failed)
