@@ -74,6 +74,24 @@ def _user_id(value: str) -> int:
     return int(value)
 
 
+def _reason_code(value: str) -> int:
+    from chimera_tk.pki.reasons import REASONS
+
+    if not value.isascii() or not value.isdigit() or int(value) not in REASONS:
+        raise argparse.ArgumentTypeError(
+            f"{value[:20]!r} is not a reason number; use one of {', '.join(map(str, REASONS))}")
+    return int(value)
+
+
+def _note(value: str) -> str:
+    from chimera_tk.pki.reasons import valid_note
+
+    if not valid_note(value):
+        raise argparse.ArgumentTypeError("the note must be one printable line of at most 500 "
+                                         "characters")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="chimera", parents=[_common_flags(suppress=False)],
@@ -88,6 +106,18 @@ def build_parser() -> argparse.ArgumentParser:
                              "messages until SIGTERM or Ctrl+C")
     parser.add_argument("--new", action="store_true",
                         help="make a new key and get a certificate from the team's CA")
+    parser.add_argument("--renew", action="store_true",
+                        help="get a new certificate for the same key from the team's CA")
+    parser.add_argument("--revoke", action="store_true",
+                        help="revoke this profile's certificate (asks why and to confirm)")
+    revoking = parser.add_argument_group("answers for --revoke")
+    revoking.add_argument("--reason", type=_reason_code, metavar="CODE",
+                          help="reason number: 0 Unspecified, 1 KeyCompromise, 2 CACompromise, "
+                               "3 AffiliationChanged, 4 Superseded, 5 CessationOfOperation, "
+                               "6 CertificateHold, 8 RemoveFromCRL, 9 PrivilegeWithdrawn, "
+                               "10 AACompromise")
+    revoking.add_argument("--note", type=_note, metavar="TEXT", help="a free-text note")
+    revoking.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     parser.add_argument("--invite", metavar="INVITE",
                         help="with --new or --install: the invite code from the team admin")
     parser.add_argument("--variables", action="store_true",
@@ -134,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.invite and not (args.new or args.install):
         parser.error("--invite goes with --new or --install")
+    if (args.reason is not None or args.note is not None or args.yes) and not args.revoke:
+        parser.error("--reason, --note and --yes go with --revoke")
     if args.command == "send" and not (args.text or args.file):
         parser.error("send needs a TEXT or --file PATH")
     try:
@@ -146,6 +178,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from chimera_tk.pki.commands import new_certificate
 
             return new_certificate(paths, config, invite=args.invite)
+        if args.renew:
+            from chimera_tk.pki.commands import renew
+
+            return renew(paths, config)
+        if args.revoke:
+            from chimera_tk.pki.commands import revoke
+
+            return revoke(paths, config, reason=args.reason, note=args.note, yes=args.yes)
         if args.variables:
             from chimera_tk.setup_flows import variables
 

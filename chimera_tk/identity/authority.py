@@ -1,9 +1,13 @@
-"""The rules of the team CA, apart from HTTP: invites, one-time tokens, and signing CSRs.
+"""The rules of the team CA, apart from HTTP: invites, one-time tokens, signing CSRs, renewal,
+revocation and the CRL.
 
 Each public method takes already-typed values and either returns its result or raises
 :class:`ApiError` with the HTTP status and a message for the client. The server module only
-parses requests and writes answers, so ``/1.0/renew``, ``/1.0/revoke`` and ``/crl`` can be added
-here as methods and there as routes.
+parses requests and writes answers.
+
+Renewal and revocation follow step-ca: ``renew`` trusts the certificate the client proved over
+mutual TLS (the TLS layer checked its chain, not its dates: expiry is judged here so the client
+gets a clear 401), and ``revoke`` is passive (the serial goes on the CRL, which peers fetch).
 """
 
 from __future__ import annotations
@@ -17,24 +21,40 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from chimera_tk.errors import ChimeraError
 from chimera_tk.fsutil import atomic_write_bytes
 from chimera_tk.identity import issuing
 from chimera_tk.identity.layout import AuthorityFiles, AuthoritySettings, load_settings
-from chimera_tk.identity.state import AuthorityState, InviteOutcome, TokenAlreadyUsed
+from chimera_tk.identity.state import (
+    AuthorityState,
+    CertificateRecord,
+    InviteOutcome,
+    TokenAlreadyUsed,
+)
 from chimera_tk.identity.tokens import TokenRejected, issue_token, verify_token
 from chimera_tk.pki.certs import certificate_pem, fingerprint_sha256, load_pem_chain
 from chimera_tk.pki.invite import Invite, b64url_decode, encode_invite, new_invite_secret
 from chimera_tk.pki.keys import generate_private_key, load_private_key, write_private_key
+from chimera_tk.pki.reasons import REASONS, valid_note, valid_reason_code
 from chimera_tk.pki.urls import url_host
 from chimera_tk.pki.userid import InvalidUserId, parse_user_id
 
 log = logging.getLogger(__name__)
 
 SIGN_PATH = "/1.0/sign"
+REVOKE_PATH = "/1.0/revoke"
+CRL_LIFETIME = timedelta(hours=4)  # peers refresh well within this; a stale CRL is refused
+_CRL_REASONS = {
+    0: x509.ReasonFlags.unspecified, 1: x509.ReasonFlags.key_compromise,
+    2: x509.ReasonFlags.ca_compromise, 3: x509.ReasonFlags.affiliation_changed,
+    4: x509.ReasonFlags.superseded, 5: x509.ReasonFlags.cessation_of_operation,
+    6: x509.ReasonFlags.certificate_hold, 8: x509.ReasonFlags.remove_from_crl,
+    9: x509.ReasonFlags.privilege_withdrawn, 10: x509.ReasonFlags.aa_compromise,
+}
 SERVER_RENEW_BEFORE = timedelta(days=30)
 PUBLIC_FILE_MODE = 0o644
 _GO_DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:h|m|s))+")
@@ -157,6 +177,108 @@ class Authority:
         log.info("issued certificate serial %x for id %s until %s", leaf.serial_number, user_id,
                  leaf.not_valid_after_utc)
         return IssuedChain(leaf=leaf, intermediate=self.intermediate)
+
+    def renew(self, presented: x509.Certificate) -> IssuedChain:
+        """A new certificate for the same key and id as ``presented`` (proven over mutual TLS).
+
+        The new one has a new serial and the same lifetime as the old one (what its holder asked
+        for at enrollment), bounded by the CA's limits. Refused (401) when ``presented`` is not
+        one of ours, is revoked, or has expired.
+        """
+        now = self._clock()
+        record = self._our_certificate(presented, 401)
+        if self.state.revocation(presented.serial_number) is not None:
+            raise ApiError(401, "this certificate has been revoked; get a new one with an invite")
+        if not presented.not_valid_before_utc <= now < presented.not_valid_after_utc:
+            raise ApiError(401, "this certificate has expired; get a new one with an invite")
+        lifetime = presented.not_valid_after_utc - presented.not_valid_before_utc
+        lifetime = max(timedelta(minutes=self.settings.min_lifetime_minutes),
+                       min(lifetime - issuing.BACKDATE,
+                           timedelta(hours=self.settings.max_lifetime_hours)))
+        leaf = issuing.issue_user_certificate(
+            presented.public_key(), record.user_id, self.intermediate, self._intermediate_key,
+            not_before=now - issuing.BACKDATE, not_after=now + lifetime)
+        self.state.record_renewed(serial=leaf.serial_number, user_id=record.user_id,
+                                  not_before=leaf.not_valid_before_utc,
+                                  not_after=leaf.not_valid_after_utc, now=now)
+        log.info("renewed serial %x as %x for id %s until %s", presented.serial_number,
+                 leaf.serial_number, record.user_id, leaf.not_valid_after_utc)
+        return IssuedChain(leaf=leaf, intermediate=self.intermediate)
+
+    def revoke(self, serial: int, reason_code: int, note: str, *,
+               presented: x509.Certificate | None = None, ott: str | None = None) -> None:
+        """Revoke ``serial``, authorised by a provisioner token (``sub`` = the decimal serial)
+        or by mutual TLS with that very certificate. 403 for someone else's certificate, 400 if
+        it is already revoked."""
+        if not valid_reason_code(reason_code):
+            raise ApiError(400, "reasonCode must be one of " + ", ".join(map(str, REASONS)))
+        if not valid_note(note):
+            raise ApiError(400, "reason must be one printable line of at most 500 characters")
+        now = self._clock()
+        if ott is not None:
+            try:
+                claims = verify_token(
+                    ott, self._provisioner_key.public_key(), kid=self.settings.provisioner_kid,
+                    issuer=self.settings.provisioner_name,
+                    audience=self.settings.url + REVOKE_PATH, now=now)
+            except TokenRejected as exc:
+                raise ApiError(401, str(exc)) from None
+            if claims.subject != str(serial):
+                raise ApiError(403, "the token is for another certificate")
+        elif presented is not None:
+            self._our_certificate(presented, 401)
+            if presented.serial_number != serial:
+                raise ApiError(403, "a certificate can only revoke itself; ask your team admin "
+                                    "to revoke another one")
+        else:
+            raise ApiError(401, "revoking needs mutual TLS with the certificate, or a token")
+        if self.state.certificate(serial) is None:
+            raise ApiError(404, "this CA has not issued a certificate with that serial")
+        if self.state.revocation(serial) is not None:
+            raise ApiError(400, "this certificate is already revoked")
+        if ott is not None:
+            try:
+                self.state.spend_token(claims.jti, claims.expires_at)
+            except TokenAlreadyUsed:
+                raise ApiError(401, "this token has already been used") from None
+        if not self.state.revoke(serial, reason_code, note, now):
+            raise ApiError(400, "this certificate is already revoked")
+        log.info("revoked serial %x (%s)", serial, REASONS[reason_code])
+
+    def revoke_token(self, serial: int) -> str:
+        """The admin's one-time token for ``/1.0/revoke`` of ``serial`` (step-ca's claims)."""
+        return issue_token(
+            self._provisioner_key, kid=self.settings.provisioner_kid,
+            issuer=self.settings.provisioner_name, audience=self.settings.url + REVOKE_PATH,
+            subject=str(serial), sans=[str(serial)], root_fingerprint=self.root_fingerprint,
+            now=self._clock())
+
+    def crl(self) -> x509.CertificateRevocationList:
+        """Every revoked serial with its reason, signed by the intermediate, valid a few hours."""
+        now = self._clock()
+        builder = (x509.CertificateRevocationListBuilder()
+                   .issuer_name(self.intermediate.subject)
+                   .last_update(now - issuing.BACKDATE).next_update(now + CRL_LIFETIME)
+                   .add_extension(x509.CRLNumber(int(now.timestamp())), critical=False)
+                   .add_extension(issuing.authority_key_id(self.intermediate), critical=False))
+        for revoked in self.state.revocations():
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(revoked.serial)
+                .revocation_date(revoked.revoked_at)
+                .add_extension(x509.CRLReason(_CRL_REASONS[revoked.reason_code]), critical=False)
+                .build())
+        return builder.sign(self._intermediate_key, hashes.SHA256())
+
+    def _our_certificate(self, cert: x509.Certificate, status: int) -> CertificateRecord:
+        """The record of ``cert`` if this CA issued it (signature and state both say so)."""
+        try:
+            cert.verify_directly_issued_by(self.intermediate)
+        except (ValueError, TypeError, InvalidSignature):
+            raise ApiError(status, "this certificate was not issued by this CA") from None
+        record = self.state.certificate(cert.serial_number)
+        if record is None:
+            raise ApiError(status, "this certificate was not issued by this CA")
+        return record
 
     def ensure_server_certificate(self) -> bool:
         """Give the provider a TLS certificate for its URL's host if it lacks a fresh one.

@@ -1,7 +1,8 @@
 """``chimera-identity``: the team admin's command for the team CA and identity provider.
 
 ``init`` makes a CA folder, ``invite`` prints a one-time invite code (as its last line), ``serve``
-answers enrollment over HTTPS, ``list`` shows issued certificates and open invites. Bad flags
+answers enrollment over HTTPS, ``list`` shows issued certificates (and which are revoked) and
+open invites, ``revoke`` puts certificates on the CRL, offline on the state file. Bad flags
 give one line and exit code 2; problems the admin can fix give one line and exit code 1.
 """
 
@@ -18,6 +19,7 @@ from typing import NoReturn
 from chimera_tk import __version__
 from chimera_tk.errors import UserError
 from chimera_tk.pki.invite import MAX_NAME_LENGTH
+from chimera_tk.pki.reasons import REASONS, valid_note
 from chimera_tk.pki.urls import InvalidBaseUrl, normalize_base_url
 from chimera_tk.pki.userid import InvalidUserId, parse_user_id
 
@@ -90,6 +92,21 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", parents=[folder],
                                   help="show issued certificates and open invites")
     listing.set_defaults(run=_list)
+
+    revoke = commands.add_parser("revoke", parents=[folder],
+                                 help="revoke a certificate, or every valid one of a user id")
+    which = revoke.add_mutually_exclusive_group(required=True)
+    which.add_argument("--serial", type=_serial, metavar="S",
+                       help="the serial in hex, as list shows it")
+    which.add_argument("--id", type=_user_id, metavar="N",
+                       help="revoke every unexpired, unrevoked certificate of this user id")
+    revoke.add_argument("--reason", type=_reason_code, default=0, metavar="CODE",
+                        help="RFC 5280 reason code: " + ", ".join(
+                            f"{code} {name}" for code, name in REASONS.items())
+                        + " (default: %(default)s)")
+    revoke.add_argument("--note", type=_note, default="", metavar="TEXT",
+                        help="a free-text note kept with the revocation")
+    revoke.set_defaults(run=_revoke)
     return parser
 
 
@@ -143,17 +160,49 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _revoke(args: argparse.Namespace) -> int:
+    from chimera_tk.identity.authority import ApiError
+
+    authority = _open(args.dir)
+    now = datetime.now(UTC)
+    try:
+        if args.serial is not None:
+            serials = [args.serial]
+        else:
+            revoked = {r.serial for r in authority.state.revocations()}
+            serials = [c.serial for c in authority.state.certificates()
+                       if c.user_id == args.id and c.not_after > now and c.serial not in revoked]
+            if not serials:
+                raise UserError(f"id {args.id} has no valid certificate to revoke")
+        for serial in serials:
+            try:
+                authority.revoke(serial, args.reason, args.note, ott=authority.revoke_token(serial))
+            except ApiError as refusal:
+                raise UserError(f"serial {serial:x}: {refusal.message}") from None
+            print(f"Revoked serial {serial:x} ({REASONS[args.reason]}).")
+    finally:
+        authority.close()
+    print("It is on the CRL now; peers refuse it once they fetch the CRL again.")
+    return 0
+
+
 def _list(args: argparse.Namespace) -> int:
     authority = _open(args.dir)
     now = datetime.now(UTC)
     try:
         certificates = authority.state.certificates()
         invites = authority.state.open_invites(now)
+        revocations = {r.serial: r for r in authority.state.revocations()}
     finally:
         authority.close()
     print(f"Issued certificates ({len(certificates)}):")
     for cert in certificates:
         state = "valid" if cert.not_after > now else "expired"
+        if cert.serial in revocations:
+            revocation = revocations[cert.serial]
+            state = f"revoked {revocation.revoked_at:%Y-%m-%d %H:%M} UTC, " \
+                    f"{REASONS[revocation.reason_code]}" + \
+                    (f": {revocation.note}" if revocation.note else "")
         print(f"  id {cert.user_id:<20} serial {cert.serial:x}  "
               f"until {cert.not_after:%Y-%m-%d %H:%M} UTC  {state}")
     print(f"Open invites ({len(invites)}):")
@@ -185,6 +234,28 @@ def _user_id(value: str) -> int:
         return parse_user_id(value)
     except InvalidUserId:
         raise argparse.ArgumentTypeError(f"{value[:40]!r} is not a user id") from None
+
+
+def _serial(value: str) -> int:
+    text = value.lower().removeprefix("0x")
+    if not 0 < len(text) <= 50 or any(ch not in "0123456789abcdef" for ch in text) \
+            or int(text, 16) == 0:
+        raise argparse.ArgumentTypeError(f"{value[:40]!r} is not a serial in hex (see list)")
+    return int(text, 16)
+
+
+def _reason_code(value: str) -> int:
+    if not value.isascii() or not value.isdigit() or int(value) not in REASONS:
+        raise argparse.ArgumentTypeError(
+            f"{value[:40]!r} is not a reason code; use one of {', '.join(map(str, REASONS))}")
+    return int(value)
+
+
+def _note(value: str) -> str:
+    if not valid_note(value):
+        raise argparse.ArgumentTypeError("the note must be one printable line of at most "
+                                         "500 characters")
+    return value
 
 
 def _team_name(value: str) -> str:

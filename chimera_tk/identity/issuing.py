@@ -49,7 +49,7 @@ def make_intermediate(key: ec.EllipticCurvePrivateKey, root: x509.Certificate,
                      now - BACKDATE, not_after)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(_CA_USAGE, critical=True)
-            .add_extension(_authority_key_id(root), critical=False)
+            .add_extension(authority_key_id(root), critical=False)
             .sign(root_key, hashes.SHA256()))
 
 
@@ -67,7 +67,7 @@ def issue_server_certificate(public_key: CertificatePublicKeyTypes, host: str,
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
                            critical=False)
             .add_extension(x509.SubjectAlternativeName([alt_name]), critical=False)
-            .add_extension(_authority_key_id(issuer), critical=False)
+            .add_extension(authority_key_id(issuer), critical=False)
             .sign(issuer_key, hashes.SHA256()))
 
 
@@ -84,7 +84,7 @@ def issue_user_certificate(public_key: CertificatePublicKeyTypes, user_id: int,
                                                   ExtendedKeyUsageOID.CLIENT_AUTH]),
                            critical=False)
             .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .add_extension(_authority_key_id(issuer), critical=False)
+            .add_extension(authority_key_id(issuer), critical=False)
             .sign(issuer_key, hashes.SHA256()))
 
 
@@ -97,7 +97,7 @@ def _builder(subject: x509.Name, issuer: x509.Name, public_key: CertificatePubli
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False))
 
 
-def _authority_key_id(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+def authority_key_id(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
     ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 

@@ -8,6 +8,13 @@ Routes (step-ca's subset, plus the invite endpoint of the identity provider)::
     GET  /root/{sha256}     200 {"ca": root PEM}               (step ca bootstrap)
     POST /enroll/invite     200 {"ott": JWT}     body {"secret": str, "id": int}
     POST /1.0/sign          201 {"crt", "ca", "certChain"}     body {"csr", "ott"[, "notAfter"]}
+    POST /1.0/renew         201 {"crt", "ca", "certChain"}     mutual TLS, empty body
+    POST /1.0/revoke        200 {"status": "ok"}   body {"serial", ["ott"], "reasonCode", "reason"}
+    GET  /crl               200 the CRL, DER (``?pem`` for PEM)
+
+The TLS layer asks every client for a certificate (optional) and checks its chain to the team
+root, but not its dates, so that an expired one reaches :meth:`Authority.renew` and gets a
+clear 401 instead of a failed handshake.
 
 Every refusal is JSON ``{"status": N, "message": "..."}`` as step-ca writes it. Bodies are capped
 at 64 KiB and checked for shape here; the rules live in :mod:`chimera_tk.identity.authority`.
@@ -22,12 +29,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from chimera_tk import __version__
 from chimera_tk.errors import UserError
 from chimera_tk.identity.authority import ApiError, Authority
 from chimera_tk.identity.layout import AuthorityFiles
 from chimera_tk.pki.certs import certificate_pem
+from chimera_tk.pki.reasons import MAX_NOTE_LENGTH
 from chimera_tk.pki.userid import InvalidUserId, check_user_id
 
 log = logging.getLogger(__name__)
@@ -36,6 +46,9 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_SECRET_LENGTH = 100
 MAX_CSR_LENGTH = 16 * 1024
 MAX_TOKEN_LENGTH = 8 * 1024
+MAX_SERIAL_DIGITS = 60  # serials are at most 20 bytes (RFC 5280): 49 decimal digits
+# OpenSSL's X509_V_FLAG_NO_CHECK_TIME, which the ssl module accepts but does not name.
+_NO_CHECK_TIME = 0x200000
 AUTHORITY = web.AppKey("authority", Authority)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -51,6 +64,9 @@ def build_app(authority: Authority) -> web.Application:
         web.get("/root/{fingerprint}", _root_by_fingerprint),
         web.post("/enroll/invite", _enroll_invite),
         web.post("/1.0/sign", _sign),
+        web.post("/1.0/renew", _renew),
+        web.post("/1.0/revoke", _revoke),
+        web.get("/crl", _crl),
     ])
     return app
 
@@ -59,6 +75,10 @@ def server_ssl_context(files: AuthorityFiles) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(files.server_certificate, files.server_key)
+    # Client certificates are optional (enrollment has none yet) and must chain to the team root.
+    context.verify_mode = ssl.CERT_OPTIONAL
+    context.load_verify_locations(files.root_certificate)
+    context.verify_flags |= _NO_CHECK_TIME
     return context
 
 
@@ -142,6 +162,57 @@ async def _sign(request: web.Request) -> web.Response:
     leaf, intermediate = certificate_pem(issued.leaf), certificate_pem(issued.intermediate)
     return web.json_response({"crt": leaf, "ca": intermediate, "certChain": [leaf, intermediate]},
                              status=201)
+
+
+async def _renew(request: web.Request) -> web.Response:
+    await request.read()  # step-ca sends an empty body; anything is ignored (and capped)
+    presented = _peer_certificate(request)
+    if presented is None:
+        raise ApiError(400, "renewing needs the current certificate, presented over mutual TLS")
+    issued = request.app[AUTHORITY].renew(presented)
+    leaf, intermediate = certificate_pem(issued.leaf), certificate_pem(issued.intermediate)
+    return web.json_response({"crt": leaf, "ca": intermediate, "certChain": [leaf, intermediate]},
+                             status=201)
+
+
+async def _revoke(request: web.Request) -> web.Response:
+    body = await _json_object(request)
+    serial_text = _string(body, "serial", MAX_SERIAL_DIGITS)
+    if not serial_text.isascii() or not serial_text.isdigit() or int(serial_text) == 0:
+        raise ApiError(400, "serial must be the certificate's serial number in decimal")
+    ott = body.get("ott")
+    if ott is not None:
+        ott = _string(body, "ott", MAX_TOKEN_LENGTH)
+    if body.get("passive", True) is not True:
+        raise ApiError(400, "only passive revocation (a CRL entry) is supported")
+    reason_code = body.get("reasonCode", 0)
+    note = body.get("reason", "")
+    if not isinstance(note, str) or len(note) > MAX_NOTE_LENGTH:
+        raise ApiError(400, f"reason must be a string of at most {MAX_NOTE_LENGTH} characters")
+    request.app[AUTHORITY].revoke(int(serial_text), reason_code, note,
+                                  presented=None if ott else _peer_certificate(request), ott=ott)
+    return web.json_response({"status": "ok"})
+
+
+async def _crl(request: web.Request) -> web.Response:
+    crl = request.app[AUTHORITY].crl()
+    if "pem" in request.query:
+        return web.Response(body=crl.public_bytes(Encoding.PEM),
+                            content_type="application/x-pem-file")
+    return web.Response(body=crl.public_bytes(Encoding.DER), content_type="application/pkix-crl")
+
+
+def _peer_certificate(request: web.Request) -> x509.Certificate | None:
+    """The client's certificate from the TLS session, already chain-checked by the handshake."""
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    if not der:
+        return None
+    try:
+        return x509.load_der_x509_certificate(der)
+    except ValueError:
+        raise ApiError(400, "the client certificate could not be read") from None
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:

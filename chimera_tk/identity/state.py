@@ -1,5 +1,6 @@
-"""The CA's records in SQLite: invites (only a hash of each secret), issued certificates, and the
-ids of spent tokens. All SQL of the identity provider lives here, always with parameters.
+"""The CA's records in SQLite: invites (only a hash of each secret), issued certificates, their
+revocations, and the ids of spent tokens. All SQL of the identity provider lives here, always
+with parameters.
 
 Several processes may use the file at once (``serve`` and an admin running ``invite``), so it runs
 in WAL mode with a busy timeout, and every check-then-write happens inside ``BEGIN IMMEDIATE``.
@@ -42,6 +43,14 @@ _MIGRATIONS = [
         expires_at INTEGER NOT NULL
     );
     """,
+    """
+    CREATE TABLE revocations (
+        serial TEXT PRIMARY KEY REFERENCES certificates (serial),
+        reason_code INTEGER NOT NULL,
+        note TEXT NOT NULL,
+        revoked_at INTEGER NOT NULL
+    );
+    """,
 ]
 
 
@@ -73,6 +82,15 @@ class CertificateRecord:
     not_before: datetime
     not_after: datetime
     issued_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RevocationRecord:
+    serial: int
+    user_id: int
+    reason_code: int
+    note: str
+    revoked_at: datetime
 
 
 class AuthorityState:
@@ -135,6 +153,58 @@ class AuthorityState:
                 "VALUES (?, ?, ?, ?, ?)",
                 (str(serial), user_id, _ts(not_before), _ts(not_after), _ts(now)))
 
+    def record_renewed(self, *, serial: int, user_id: int, not_before: datetime,
+                       not_after: datetime, now: datetime) -> None:
+        """Record a certificate issued by renewal (no token: the old certificate was the proof)."""
+        with self._transaction():
+            self._conn.execute(
+                "INSERT INTO certificates (serial, user_id, not_before, not_after, issued_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (str(serial), user_id, _ts(not_before), _ts(not_after), _ts(now)))
+
+    def spend_token(self, jti: str, expires_at: datetime) -> None:
+        """Mark a token used (for tokens that do not sign anything); TokenAlreadyUsed."""
+        with self._transaction():
+            try:
+                self._conn.execute("INSERT INTO used_tokens (jti, expires_at) VALUES (?, ?)",
+                                   (jti, _ts(expires_at)))
+            except sqlite3.IntegrityError:
+                raise TokenAlreadyUsed(jti) from None
+
+    def certificate(self, serial: int) -> CertificateRecord | None:
+        row = self._conn.execute(
+            "SELECT serial, user_id, not_before, not_after, issued_at FROM certificates "
+            "WHERE serial = ?", (str(serial),)).fetchone()
+        if row is None:
+            return None
+        _, user_id, nb, na, issued = row
+        return CertificateRecord(serial, user_id, _dt(nb), _dt(na), _dt(issued))
+
+    def revoke(self, serial: int, reason_code: int, note: str, now: datetime) -> bool:
+        """Record the revocation of a known certificate; False if it was already revoked."""
+        with self._transaction():
+            try:
+                self._conn.execute(
+                    "INSERT INTO revocations (serial, reason_code, note, revoked_at) "
+                    "VALUES (?, ?, ?, ?)", (str(serial), reason_code, note, _ts(now)))
+            except sqlite3.IntegrityError:
+                return False
+        return True
+
+    def revocation(self, serial: int) -> RevocationRecord | None:
+        row = self._conn.execute(
+            "SELECT r.serial, c.user_id, r.reason_code, r.note, r.revoked_at "
+            "FROM revocations r JOIN certificates c ON c.serial = r.serial "
+            "WHERE r.serial = ?", (str(serial),)).fetchone()
+        return None if row is None else _revocation(row)
+
+    def revocations(self) -> list[RevocationRecord]:
+        rows = self._conn.execute(
+            "SELECT r.serial, c.user_id, r.reason_code, r.note, r.revoked_at "
+            "FROM revocations r JOIN certificates c ON c.serial = r.serial "
+            "ORDER BY r.revoked_at, r.serial").fetchall()
+        return [_revocation(row) for row in rows]
+
     def certificates(self) -> list[CertificateRecord]:
         rows = self._conn.execute(
             "SELECT serial, user_id, not_before, not_after, issued_at FROM certificates "
@@ -174,6 +244,11 @@ class AuthorityState:
 def _statements(script: str) -> list[str]:
     # executescript() would commit the open transaction; these scripts hold no ';' in literals.
     return [part for part in script.split(";") if part.strip()]
+
+
+def _revocation(row: tuple[str, int, int, str, int]) -> RevocationRecord:
+    serial, user_id, code, note, revoked = row
+    return RevocationRecord(int(serial), user_id, code, note, _dt(revoked))
 
 
 def _ts(moment: datetime) -> int:

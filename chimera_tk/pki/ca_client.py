@@ -96,12 +96,17 @@ class IdentityProviderClient:
 
 
 class StepCAClient:
-    """The subset of step-ca's HTTP API that Chimera uses; a real step-ca answers the same."""
+    """The subset of step-ca's HTTP API that Chimera uses; a real step-ca answers the same.
+
+    ``client_identity`` (certificate chain file, key file) is presented over mutual TLS, which
+    /1.0/renew needs and /1.0/revoke accepts instead of a token.
+    """
 
     def __init__(self, base_url: str, root_bundle: Path, *,
-                 timeout: tuple[float, float] = DEFAULT_TIMEOUT) -> None:
+                 timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+                 client_identity: tuple[Path, Path] | None = None) -> None:
         self._client = _JsonClient(CERTIFICATE_AUTHORITY, base_url, verify=str(root_bundle),
-                                   timeout=timeout)
+                                   timeout=timeout, cert=client_identity)
 
     def health(self) -> bool:
         return self._client.request("GET", "/health").get("status") == "ok"
@@ -120,6 +125,22 @@ class StepCAClient:
         chain = _certificates(pems, CERTIFICATE_AUTHORITY, self._client.base_url)
         return SignedCertificate(chain=tuple(chain))
 
+    def renew(self) -> SignedCertificate:
+        """A new certificate for the client certificate presented over mutual TLS."""
+        answer = self._client.request("POST", "/1.0/renew")
+        pems = answer.get("certChain") or [answer.get("crt"), answer.get("ca")]
+        chain = _certificates(pems, CERTIFICATE_AUTHORITY, self._client.base_url)
+        return SignedCertificate(chain=tuple(chain))
+
+    def revoke(self, serial: int, reason_code: int, note: str, *, ott: str | None = None) -> None:
+        """Passive revocation of ``serial``: by mutual TLS with it, or by a one-time token."""
+        body: dict[str, Any] = {"serial": str(serial), "passive": True,
+                                "reasonCode": reason_code, "reason": note}
+        if ott is not None:
+            body["ott"] = ott
+        if self._client.request("POST", "/1.0/revoke", body).get("status") != "ok":
+            raise self._client.not_understood()
+
     def close(self) -> None:
         self._client.close()
 
@@ -134,13 +155,16 @@ class _JsonClient:
     """One requests session speaking JSON to one base URL, with Chimera's error wording."""
 
     def __init__(self, service: str, base_url: str, *, verify: str | bool,
-                 timeout: tuple[float, float]) -> None:
+                 timeout: tuple[float, float],
+                 cert: tuple[Path, Path] | None = None) -> None:
         self.service = service
         self.base_url = base_url.rstrip("/")
         self._verify = verify
         self._timeout = timeout
         self._session = requests.Session()
         self._session.trust_env = False  # REQUESTS_CA_BUNDLE would override verify= otherwise
+        if cert is not None:
+            self._session.cert = (str(cert[0]), str(cert[1]))
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         url = self.base_url + path
