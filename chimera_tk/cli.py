@@ -120,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     revoking.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     parser.add_argument("--invite", metavar="INVITE",
                         help="with --new or --install: the invite code from the team admin")
+    by_code = parser.add_argument_group(
+        "--new by a code sent on Telegram (instead of --invite); --phone and --code also apply")
+    by_code.add_argument("--telegram-id", type=_user_id, metavar="N",
+                         help="your Telegram user id: the identity provider sends a code there")
+    by_code.add_argument("--fingerprint", metavar="SHA256",
+                         help="the team root's fingerprint, from your team admin (not needed "
+                              "if this profile already has the team's ca_bundle.pem)")
     parser.add_argument("--variables", action="store_true",
                         help="set the Telegram api id/hash, identity provider and CA addresses "
                              "and the broadcast address (asks, or takes the flags below)")
@@ -164,6 +171,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.invite and not (args.new or args.install):
         parser.error("--invite goes with --new or --install")
+    by_code = args.new and (args.telegram_id is not None or args.phone is not None)
+    if (args.telegram_id is not None or args.fingerprint) and not args.new:
+        parser.error("--telegram-id and --fingerprint go with --new")
+    if by_code and args.invite:
+        parser.error("--new takes either --invite or --telegram-id/--phone, not both")
+    if args.new and args.telegram_id is not None and args.phone is not None:
+        parser.error("--new takes either --telegram-id or --phone, not both")
+    if args.new and args.code is not None and not by_code:
+        parser.error("--code with --new goes with --telegram-id or --phone")
     if (args.reason is not None or args.note is not None or args.yes) and not args.revoke:
         parser.error("--reason, --note and --yes go with --revoke")
     if args.command == "send" and not (args.text or args.file):
@@ -175,8 +191,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup_logging(paths.logs, verbose=args.verbose)
         config = load_or_create_config(paths)
         if args.new:
-            from chimera_tk.pki.commands import new_certificate
+            from chimera_tk.pki.commands import new_certificate, new_certificate_by_telegram
 
+            if by_code:
+                return new_certificate_by_telegram(
+                    paths, config, user_id=args.telegram_id, phone=args.phone, code=args.code,
+                    fingerprint=args.fingerprint, identity_url=args.identity_url)
             return new_certificate(paths, config, invite=args.invite)
         if args.renew:
             from chimera_tk.pki.commands import renew

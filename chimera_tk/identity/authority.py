@@ -121,6 +121,10 @@ class Authority:
     def close(self) -> None:
         self.state.close()
 
+    def now(self) -> datetime:
+        """The CA's clock (tests move it)."""
+        return self._clock()
+
     @property
     def sign_audience(self) -> str:
         return self.settings.url + SIGN_PATH
@@ -146,11 +150,19 @@ class Authority:
             log.info("invite refused for id %s: %s", user_id, outcome.value)
             raise ApiError(*_INVITE_REFUSALS[outcome])
         log.info("invite redeemed for id %s", user_id)
+        return self.enrollment_token(user_id)
+
+    def enrollment_token(self, user_id: int) -> str:
+        """A one-time token that lets ``user_id`` have one CSR (for that id only) signed.
+
+        Callers give it out only after the person proved they are ``user_id`` (an invite, or a
+        code sent to that Telegram account).
+        """
         return issue_token(
             self._provisioner_key, kid=self.settings.provisioner_kid,
             issuer=self.settings.provisioner_name, audience=self.sign_audience,
             subject=str(user_id), sans=[str(user_id)], root_fingerprint=self.root_fingerprint,
-            now=now)
+            now=self._clock())
 
     def sign(self, csr_pem: str, ott: str, not_after: str | None = None) -> IssuedChain:
         """Sign a CSR authorised by a one-time token, as step-ca's JWK provisioner would."""

@@ -1,7 +1,8 @@
 """``chimera-identity``: the team admin's command for the team CA and identity provider.
 
 ``init`` makes a CA folder, ``invite`` prints a one-time invite code (as its last line), ``serve``
-answers enrollment over HTTPS, ``list`` shows issued certificates (and which are revoked) and
+answers enrollment over HTTPS, ``telegram-login`` signs in the Telegram account that sends
+enrollment codes, ``list`` shows issued certificates (and which are revoked) and
 open invites, ``revoke`` puts certificates on the CRL, offline on the state file. Bad flags
 give one line and exit code 2; problems the admin can fix give one line and exit code 1.
 """
@@ -89,6 +90,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="where to listen (default: all addresses, the port of the CA's url)")
     serve.set_defaults(run=_serve)
 
+    login = commands.add_parser(
+        "telegram-login", parents=[folder],
+        help="sign in the Telegram account (user or bot) that sends enrollment codes")
+    login.add_argument("--api-id", type=_api_id, required=True, metavar="ID",
+                       help="the app's api_id from my.telegram.org")
+    login.add_argument("--api-hash", type=_api_hash, required=True, metavar="HASH",
+                       help="the app's api_hash from my.telegram.org")
+    account = login.add_mutually_exclusive_group()
+    account.add_argument("--bot-token", metavar="TOKEN",
+                         help="sign in as this bot (from @BotFather) instead of a user account")
+    account.add_argument("--phone", metavar="+NUMBER",
+                         help="the user account's phone number (asked for if not given)")
+    login.set_defaults(run=_telegram_login)
+
     listing = commands.add_parser("list", parents=[folder],
                                   help="show issued certificates and open invites")
     listing.set_defaults(run=_list)
@@ -157,6 +172,47 @@ def _serve(args: argparse.Namespace) -> int:
         serve(authority, host, port)
     finally:
         authority.close()
+    return 0
+
+
+def _telegram_login(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from chimera_tk.identity.layout import AuthorityFiles
+    from chimera_tk.identity.telegram_codes import (
+        TelegramLogin,
+        save_telegram_login,
+        telegram_session_path,
+    )
+
+    _open(args.dir).close()  # a CA folder, or one clear line
+    files = AuthorityFiles(args.dir.expanduser().absolute())
+
+    async def sign_in() -> str:
+        from telethon import TelegramClient
+
+        client = TelegramClient(str(telegram_session_path(files)), args.api_id, args.api_hash)
+        # Telethon's start() asks on the terminal for the phone, the login code and the
+        # two-step password, as needed.
+        await client.start(phone=args.phone or (lambda: input("Phone (+...): ")),
+                           bot_token=args.bot_token)
+        try:
+            me = await client.get_me()
+            return f"{'bot' if me.bot else 'user'} {me.id}" + \
+                (f" (@{me.username})" if me.username else "")
+        finally:
+            await client.disconnect()
+
+    try:
+        who = asyncio.run(sign_in())
+    except Exception as exc:  # Telethon's many errors: one line for the admin
+        raise UserError(f"Telegram sign-in failed: {exc}") from None
+    session = telegram_session_path(files).with_suffix(".session")
+    if session.exists():
+        session.chmod(0o600)
+    save_telegram_login(files, TelegramLogin(api_id=args.api_id, api_hash=args.api_hash))
+    print(f"Signed in as Telegram {who}; serve will send enrollment codes from this account.")
+    print("Users then join with: chimera --new --telegram-id THEIR_ID")
     return 0
 
 
@@ -234,6 +290,18 @@ def _user_id(value: str) -> int:
         return parse_user_id(value)
     except InvalidUserId:
         raise argparse.ArgumentTypeError(f"{value[:40]!r} is not a user id") from None
+
+
+def _api_id(value: str) -> int:
+    if not value.isascii() or not value.isdigit() or not 0 < int(value) < 2**31:
+        raise argparse.ArgumentTypeError(f"{value[:40]!r} is not an api_id (digits)")
+    return int(value)
+
+
+def _api_hash(value: str) -> str:
+    if not 16 <= len(value) <= 64 or any(ch not in "0123456789abcdef" for ch in value.lower()):
+        raise argparse.ArgumentTypeError("the api_hash is 32 hexadecimal characters")
+    return value
 
 
 def _serial(value: str) -> int:

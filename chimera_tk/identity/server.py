@@ -7,6 +7,9 @@ Routes (step-ca's subset, plus the invite endpoint of the identity provider)::
     GET  /roots             200 {"crts": [root PEM]}           (step-ca answers 201)
     GET  /root/{sha256}     200 {"ca": root PEM}               (step ca bootstrap)
     POST /enroll/invite     200 {"ott": JWT}     body {"secret": str, "id": int}
+    POST /enroll/telegram/start   200 {"status": "sent", "expiresIn": 300}
+                                  body {"id": int} or {"phone": "+digits"}
+    POST /enroll/telegram/finish  200 {"ott": JWT}  body {"id" | "phone", "code": "8 digits"}
     POST /1.0/sign          201 {"crt", "ca", "certChain"}     body {"csr", "ott"[, "notAfter"]}
     POST /1.0/renew         201 {"crt", "ca", "certChain"}     mutual TLS, empty body
     POST /1.0/revoke        200 {"status": "ok"}   body {"serial", ["ott"], "reasonCode", "reason"}
@@ -25,7 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -36,6 +39,14 @@ from chimera_tk import __version__
 from chimera_tk.errors import UserError
 from chimera_tk.identity.authority import ApiError, Authority
 from chimera_tk.identity.layout import AuthorityFiles
+from chimera_tk.identity.telegram_codes import (
+    CODE_LIFETIME,
+    CodeSenderFactory,
+    TelegramCodes,
+    not_set_up,
+    telethon_sender_factory,
+    valid_phone,
+)
 from chimera_tk.pki.certs import certificate_pem
 from chimera_tk.pki.reasons import MAX_NOTE_LENGTH
 from chimera_tk.pki.userid import InvalidUserId, check_user_id
@@ -50,19 +61,34 @@ MAX_SERIAL_DIGITS = 60  # serials are at most 20 bytes (RFC 5280): 49 decimal di
 # OpenSSL's X509_V_FLAG_NO_CHECK_TIME, which the ssl module accepts but does not name.
 _NO_CHECK_TIME = 0x200000
 AUTHORITY = web.AppKey("authority", Authority)
+TELEGRAM_CODES = web.AppKey("telegram_codes", TelegramCodes)
+MAX_CODE_LENGTH = 20
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def build_app(authority: Authority) -> web.Application:
+def build_app(authority: Authority, code_sender: CodeSenderFactory | None = None, *,
+              codes_clock: Callable[[], Any] | None = None) -> web.Application:
+    """The provider's routes; ``code_sender`` opens the Telegram link for enrollment by code
+    (None: those routes answer 404). ``codes_clock`` is for tests that expire codes."""
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_json_errors])
     app[AUTHORITY] = authority
+    if code_sender is not None:
+        async def telegram_link(app: web.Application) -> AsyncIterator[None]:
+            # Telethon's client belongs to the server's event loop, so it is made here.
+            async with code_sender() as sender:
+                app[TELEGRAM_CODES] = TelegramCodes(authority, sender, clock=codes_clock)
+                yield
+
+        app.cleanup_ctx.append(telegram_link)
     app.add_routes([
         web.get("/health", _health),
         web.get("/version", _version),
         web.get("/roots", _roots),
         web.get("/root/{fingerprint}", _root_by_fingerprint),
         web.post("/enroll/invite", _enroll_invite),
+        web.post("/enroll/telegram/start", _telegram_start),
+        web.post("/enroll/telegram/finish", _telegram_finish),
         web.post("/1.0/sign", _sign),
         web.post("/1.0/renew", _renew),
         web.post("/1.0/revoke", _revoke),
@@ -93,7 +119,7 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 def serve(authority: Authority, host: str, port: int) -> None:
     """Serve until SIGINT or SIGTERM."""
-    app = build_app(authority)
+    app = build_app(authority, telethon_sender_factory(authority.files))
     context = server_ssl_context(authority.files)
     print(f"chimera-identity: serving {authority.settings.url} on {host}:{port}", flush=True)
     web.run_app(app, host=host, port=port, ssl_context=context, print=None,
@@ -147,6 +173,48 @@ async def _enroll_invite(request: web.Request) -> web.Response:
         raise ApiError(400, "id must be a user id: a whole number from 1 to 2**63-1") from None
     token = request.app[AUTHORITY].redeem_invite(secret, user_id)
     return web.json_response({"ott": token})
+
+
+async def _telegram_start(request: web.Request) -> web.Response:
+    codes = _telegram_codes(request)
+    body = await _json_object(request)
+    user_id, phone = _id_or_phone(body)
+    # Behind a reverse proxy every client shares its address; serve directly for this limit.
+    await codes.start(request.remote or "unknown", user_id=user_id, phone=phone)
+    return web.json_response({"status": "sent",
+                              "expiresIn": int(CODE_LIFETIME.total_seconds())})
+
+
+async def _telegram_finish(request: web.Request) -> web.Response:
+    codes = _telegram_codes(request)
+    body = await _json_object(request)
+    user_id, phone = _id_or_phone(body)
+    code = _string(body, "code", MAX_CODE_LENGTH)
+    if user_id is None:
+        assert phone is not None
+        user_id = await codes.resolve(phone)
+    return web.json_response({"ott": codes.finish(user_id, code)})
+
+
+def _telegram_codes(request: web.Request) -> TelegramCodes:
+    codes = request.app.get(TELEGRAM_CODES)
+    if codes is None:
+        raise not_set_up()
+    return codes
+
+
+def _id_or_phone(body: dict[str, Any]) -> tuple[int | None, str | None]:
+    """Exactly one of "id" (a user id) and "phone" ("+" and 6-15 digits)."""
+    if ("id" in body) == ("phone" in body):
+        raise ApiError(400, "give either id (a Telegram user id) or phone (+ and digits)")
+    if "phone" in body:
+        if not valid_phone(body["phone"]):
+            raise ApiError(400, "phone must be + and 6 to 15 digits, e.g. +15550100")
+        return None, body["phone"]
+    try:
+        return check_user_id(body["id"]), None
+    except InvalidUserId:
+        raise ApiError(400, "id must be a user id: a whole number from 1 to 2**63-1") from None
 
 
 async def _sign(request: web.Request) -> web.Response:

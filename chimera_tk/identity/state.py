@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +51,23 @@ _MIGRATIONS = [
         revoked_at INTEGER NOT NULL
     );
     """,
+    """
+    -- one live code per user id: a new request replaces it (and its attempt count)
+    CREATE TABLE telegram_codes (
+        user_id INTEGER PRIMARY KEY,
+        salt TEXT NOT NULL,
+        code_hmac TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        attempts INTEGER NOT NULL,
+        used_at INTEGER
+    );
+    -- recent code requests, by 'id:N' and by 'addr:IP', for the rate limits
+    CREATE TABLE code_requests (
+        bucket TEXT NOT NULL,
+        requested_at INTEGER NOT NULL
+    );
+    CREATE INDEX code_requests_by_bucket ON code_requests (bucket, requested_at);
+    """,
 ]
 
 
@@ -60,6 +77,15 @@ class InviteOutcome(enum.Enum):
     USED = "used"
     EXPIRED = "expired"
     OTHER_USER = "other user"
+
+
+class CodeOutcome(enum.Enum):
+    ACCEPTED = "accepted"
+    NONE = "no code"
+    WRONG = "wrong code"
+    LOCKED = "locked"
+    EXPIRED = "expired"
+    USED = "used"
 
 
 class TokenAlreadyUsed(Exception):
@@ -135,6 +161,60 @@ class AuthorityState:
             self._conn.execute("UPDATE invites SET used_at = ? WHERE secret_sha256 = ?",
                                (_ts(now), secret_sha256))
             return InviteOutcome.ACCEPTED
+
+    def note_code_request(self, bucket: str, now: datetime, window: int, limit: int) -> bool:
+        """Count one code request in ``bucket``; False (and not counted) past ``limit`` per
+        ``window`` seconds."""
+        with self._transaction():
+            self._conn.execute("DELETE FROM code_requests WHERE requested_at <= ?",
+                               (_ts(now) - window,))
+            (count,) = self._conn.execute(
+                "SELECT COUNT(*) FROM code_requests WHERE bucket = ?", (bucket,)).fetchone()
+            if count >= limit:
+                return False
+            self._conn.execute("INSERT INTO code_requests (bucket, requested_at) VALUES (?, ?)",
+                               (bucket, _ts(now)))
+        return True
+
+    def put_code(self, user_id: int, salt: str, code_hmac: str, expires_at: datetime) -> None:
+        """Store the new code of ``user_id``, replacing any earlier one and its attempts."""
+        with self._transaction():
+            self._conn.execute(
+                "INSERT OR REPLACE INTO telegram_codes "
+                "(user_id, salt, code_hmac, expires_at, attempts, used_at) "
+                "VALUES (?, ?, ?, ?, 0, NULL)", (user_id, salt, code_hmac, _ts(expires_at)))
+
+    def drop_code(self, user_id: int) -> None:
+        with self._transaction():
+            self._conn.execute("DELETE FROM telegram_codes WHERE user_id = ?", (user_id,))
+
+    def check_code(self, user_id: int, matches: Callable[[str, str], bool], now: datetime,
+                   max_attempts: int) -> tuple[CodeOutcome, int]:
+        """Spend one attempt on the code of ``user_id``: ``matches(salt, code_hmac)`` says
+        whether the offered code is right. Returns the outcome and the attempts left."""
+        with self._transaction():
+            row = self._conn.execute(
+                "SELECT salt, code_hmac, expires_at, attempts, used_at FROM telegram_codes "
+                "WHERE user_id = ?", (user_id,)).fetchone()
+            if row is None:
+                return CodeOutcome.NONE, 0
+            salt, code_hmac, expires_at, attempts, used_at = row
+            if used_at is not None:
+                return CodeOutcome.USED, 0
+            if attempts >= max_attempts:
+                return CodeOutcome.LOCKED, 0
+            if _ts(now) >= expires_at:
+                return CodeOutcome.EXPIRED, 0
+            # The attempt is counted before the comparison, in the same transaction, so
+            # parallel guesses cannot get more than max_attempts between them.
+            attempts += 1
+            accepted = matches(salt, code_hmac)
+            self._conn.execute(
+                "UPDATE telegram_codes SET attempts = ?, used_at = ? WHERE user_id = ?",
+                (attempts, _ts(now) if accepted else None, user_id))
+        if accepted:
+            return CodeOutcome.ACCEPTED, max_attempts - attempts
+        return CodeOutcome.WRONG, max_attempts - attempts
 
     def record_issued(self, *, jti: str, token_expires_at: datetime, serial: int, user_id: int,
                       not_before: datetime, not_after: datetime, now: datetime) -> None:

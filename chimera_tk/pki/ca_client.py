@@ -1,4 +1,4 @@
-"""HTTP clients for the team CA (step-ca's API subset) and for the identity provider's invites.
+"""HTTP clients for the team CA (step-ca's API subset) and the identity provider's enrollment.
 
 Trust: the first contact (:func:`fetch_pinned_root`) reads ``/roots`` without verification and
 accepts only the root whose SHA-256 the invite names; every later call verifies the server against
@@ -85,6 +85,21 @@ class IdentityProviderClient:
             raise self._client.not_understood()
         return token
 
+    def start_telegram_code(self, *, user_id: int | None = None,
+                            phone: str | None = None) -> None:
+        """Ask the provider to send an enrollment code to a Telegram account (id or phone)."""
+        self._client.request("POST", "/enroll/telegram/start", _id_or_phone(user_id, phone))
+
+    def finish_telegram_code(self, code: str, *, user_id: int | None = None,
+                             phone: str | None = None) -> str:
+        """Trade the code received on Telegram for a one-time token for /1.0/sign."""
+        answer = self._client.request("POST", "/enroll/telegram/finish",
+                                      {**_id_or_phone(user_id, phone), "code": code})
+        token = answer.get("ott")
+        if not isinstance(token, str) or not token:
+            raise self._client.not_understood()
+        return token
+
     def close(self) -> None:
         self._client.close()
 
@@ -93,6 +108,10 @@ class IdentityProviderClient:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _id_or_phone(user_id: int | None, phone: str | None) -> dict[str, Any]:
+    return {"id": user_id} if user_id is not None else {"phone": phone}
 
 
 class StepCAClient:

@@ -1,4 +1,5 @@
-"""``chimera --new``, ``--renew`` and ``--revoke``: the profile's certificate from the terminal.
+"""``chimera --new`` (by invite or Telegram code), ``--renew`` and ``--revoke``: the profile's
+certificate from the terminal.
 
 Prints a short summary on success; everything a person can fix is a one-line UserError.
 """
@@ -6,18 +7,22 @@ Prints a short summary on success; everything a person can fix is a one-line Use
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 from typing import TextIO
 
 from chimera_tk.config import Config, TeamSettings, save_config
 from chimera_tk.errors import UserError
-from chimera_tk.pki.enroll import Enrollment, enroll_with_invite
+from chimera_tk.pki.certs import fingerprint_sha256, load_pem_chain
+from chimera_tk.pki.enroll import Enrollment, enroll_with_invite, enroll_with_telegram_code
 from chimera_tk.pki.invite import parse_invite
 from chimera_tk.pki.lifecycle import current_identity, renew_certificate, revoke_certificate
 from chimera_tk.pki.reasons import REASONS, valid_note
+from chimera_tk.pki.urls import InvalidBaseUrl, normalize_base_url
 from chimera_tk.profiles import ProfilePaths
 
 _DEFAULT_LIFETIME_HOURS = TeamSettings().cert_lifetime_hours
+_FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 _NEEDS_INVITE = ("--new needs an invite code from your team admin: "
                  "run chimera --new --invite CODE")
 
@@ -38,6 +43,73 @@ def new_certificate(paths: ProfilePaths, config: Config, invite: str | None = No
         display_name=config.team.display_name or parsed.name)))
     print(_summary(enrollment, parsed.name, paths), file=stdout)
     return 0
+
+
+def new_certificate_by_telegram(paths: ProfilePaths, config: Config, *,
+                                user_id: int | None = None, phone: str | None = None,
+                                code: str | None = None, fingerprint: str | None = None,
+                                identity_url: str | None = None, stdin: TextIO | None = None,
+                                stdout: TextIO | None = None) -> int:
+    """``chimera --new --telegram-id N`` (or ``--phone``): enroll with a code sent on Telegram.
+
+    The provider is ``identity_url`` or team.identity_url; its root is pinned by ``fingerprint``
+    or by the profile's existing ca_bundle.pem.
+    """
+    stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
+    url = _provider_url(identity_url or config.team.identity_url)
+    pin = _root_fingerprint(paths, fingerprint)
+    account = f"Telegram account {user_id}" if user_id is not None else f"the account of {phone}"
+    again = f"--telegram-id {user_id}" if user_id is not None else f"--phone {phone}"
+
+    def ask_code() -> str:
+        if not stdin.isatty():
+            raise UserError(f"a code was sent to {account}; finish with: chimera --new {again} "
+                            "--code CODE (within 5 minutes)")
+        print(f"A code was sent to {account} on Telegram.", file=stdout)
+        print("Code: ", end="", file=stdout, flush=True)
+        answer = stdin.readline().strip()
+        if not answer:
+            raise UserError(f"no code given; ask for a new one with: chimera --new {again}")
+        return answer
+
+    lifetime = config.team.cert_lifetime_hours
+    enrollment = enroll_with_telegram_code(
+        paths, url, pin, user_id=user_id, phone=phone, code=code, ask_code=ask_code,
+        lifetime_hours=None if lifetime == _DEFAULT_LIFETIME_HOURS else lifetime)
+    save_config(paths.config_file, dataclasses.replace(config, team=dataclasses.replace(
+        config.team, identity_url=enrollment.identity_url, ca_url=enrollment.ca_url)))
+    print(_summary(enrollment, "", paths), file=stdout)
+    return 0
+
+
+def _provider_url(url: str) -> str:
+    if not url:
+        raise UserError("the identity provider's address is not known: set it with chimera "
+                        "--variables --identity-url URL (your team admin has it), or join with "
+                        "an invite: chimera --new --invite CODE")
+    try:
+        return normalize_base_url(url)
+    except InvalidBaseUrl as exc:
+        raise UserError(f"the identity provider's address {url[:80]!r} is not valid: {exc}") \
+            from None
+
+
+def _root_fingerprint(paths: ProfilePaths, fingerprint: str | None) -> str:
+    """The SHA-256 of the team root: given, or that of the root already in the profile."""
+    if fingerprint is not None:
+        text = fingerprint.lower().replace(":", "")
+        if not _FINGERPRINT.fullmatch(text):
+            raise UserError("--fingerprint must be the 64 hexadecimal digits of the team's root "
+                            "certificate (chimera-identity init prints it)")
+        return text
+    if paths.ca_bundle.is_file():
+        try:
+            return fingerprint_sha256(load_pem_chain(paths.ca_bundle.read_bytes())[0])
+        except (ValueError, IndexError):
+            pass
+    raise UserError("the team's root certificate is not known yet: add --fingerprint "
+                    "SHA256 (your team admin has it: chimera-identity init prints it), or join "
+                    "with an invite: chimera --new --invite CODE")
 
 
 def _ask_for_invite(stdin: TextIO, stdout: TextIO) -> str:

@@ -1,7 +1,8 @@
-"""Joining a team with an invite: from the code the admin gave to a key and certificate on disk.
+"""Joining a team with an invite or a Telegram code: from that proof to a key and certificate.
 
-Steps: pin the team root from the invite's fingerprint; make a key and a CSR; spend the invite for
-a one-time token; have the CSR signed; check that what came back certifies our key for our id and
+Steps: pin the team root from the invite's fingerprint (or the one the user was given); make a
+key; spend the invite, or the code received on Telegram, for a one-time token; make the CSR for
+the token's id and have it signed; check that what came back certifies our key for our id and
 chains to the pinned root. Only then are the files written, so a failure anywhere leaves the
 profile as it was.
 """
@@ -9,6 +10,7 @@ profile as it was.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +44,7 @@ from chimera_tk.pki.keys import (
     same_public_key,
 )
 from chimera_tk.pki.urls import InvalidBaseUrl, normalize_base_url
+from chimera_tk.pki.userid import InvalidUserId, parse_user_id
 from chimera_tk.profiles import ProfilePaths
 
 SIGN_PATH = "/1.0/sign"
@@ -63,32 +66,80 @@ def enroll_with_invite(paths: ProfilePaths, invite: Invite, *,
 
     ``lifetime_hours`` asks the CA for that validity; None takes the CA's default.
     """
-    root = fetch_pinned_root(invite.url, invite.root_fingerprint, timeout=timeout)
+    def redeem(provider: IdentityProviderClient) -> str:
+        try:
+            return provider.redeem_invite(invite.secret, invite.user_id)
+        except RequestRefused as refused:
+            raise UserError(f"the identity provider at {invite.url} refused the invite: "
+                            f"{refused.reason}") from None
+
+    return _enroll(paths, invite.url, invite.root_fingerprint, redeem, invite.user_id,
+                   lifetime_hours=lifetime_hours, timeout=timeout)
+
+
+def enroll_with_telegram_code(paths: ProfilePaths, url: str, fingerprint: str, *,
+                              user_id: int | None = None, phone: str | None = None,
+                              code: str | None = None, ask_code: Callable[[], str],
+                              lifetime_hours: int | None = None,
+                              timeout: tuple[float, float] = DEFAULT_TIMEOUT) -> Enrollment:
+    """Enroll by a code sent to Telegram account ``user_id`` (or the one with ``phone``).
+
+    Without ``code`` the provider is asked to send one and ``ask_code()`` reads it (it may raise
+    UserError to stop there, e.g. without a terminal). Then as :func:`enroll_with_invite`.
+    """
+    def redeem(provider: IdentityProviderClient) -> str:
+        typed = code
+        try:
+            if typed is None:
+                provider.start_telegram_code(user_id=user_id, phone=phone)
+                typed = ask_code()
+            return provider.finish_telegram_code(typed.strip(), user_id=user_id, phone=phone)
+        except RequestRefused as refused:
+            raise UserError(f"the identity provider at {url} refused: {refused.reason}") \
+                from None
+
+    return _enroll(paths, url, fingerprint, redeem, user_id, lifetime_hours=lifetime_hours,
+                   timeout=timeout)
+
+
+def _enroll(paths: ProfilePaths, url: str, fingerprint: str,
+            redeem: Callable[[IdentityProviderClient], str], user_id: int | None, *,
+            lifetime_hours: int | None, timeout: tuple[float, float]) -> Enrollment:
+    """Pin the root, get a token with ``redeem``, have a new key certified, check, then save.
+
+    ``user_id`` None (enrollment by phone) takes the id the token was issued for.
+    """
+    root = fetch_pinned_root(url, fingerprint, timeout=timeout)
     key = generate_private_key()
-    csr = build_csr(key, invite.user_id)
     with tempfile.TemporaryDirectory(prefix="chimera-enroll-") as scratch:
         root_bundle = Path(scratch) / "root.pem"
         root_bundle.write_text(certificate_pem(root), encoding="ascii")
-        with IdentityProviderClient(invite.url, root_bundle, timeout=timeout) as provider:
-            try:
-                token = provider.redeem_invite(invite.secret, invite.user_id)
-            except RequestRefused as refused:
-                raise UserError(f"the identity provider at {invite.url} refused the invite: "
-                                f"{refused.reason}") from None
-        ca_url = ca_url_from_token(token, invite)
+        with IdentityProviderClient(url, root_bundle, timeout=timeout) as provider:
+            token = redeem(provider)
+        ca_url, token_user_id = _read_token(token, url, fingerprint)
+        if user_id is not None and token_user_id != user_id:
+            raise UserError(f"the identity provider at {url} sent a token for another id; "
+                            "nothing was saved")
+        user_id = token_user_id
+        csr = build_csr(key, user_id)
         with StepCAClient(ca_url, root_bundle, timeout=timeout) as ca:
             signed = ca.sign(csr_to_pem(csr), token,
                              not_after=f"{lifetime_hours}h" if lifetime_hours else None)
-    _check_issued(signed, key, invite.user_id, root)
-    identity = write_identity_files(paths, invite.user_id, private_key_to_pem(key), signed, root)
-    return Enrollment(identity=identity, identity_url=invite.url, ca_url=ca_url)
+    _check_issued(signed, key, user_id, root)
+    identity = write_identity_files(paths, user_id, private_key_to_pem(key), signed, root)
+    return Enrollment(identity=identity, identity_url=url, ca_url=ca_url)
 
 
 def ca_url_from_token(token: str, invite: Invite) -> str:
-    """Where to redeem ``token``: its audience names the CA's /1.0/sign URL (step-ca's rule).
+    """Where to redeem ``token``: its audience names the CA's /1.0/sign URL (step-ca's rule)."""
+    return _read_token(token, invite.url, invite.root_fingerprint)[0]
+
+
+def _read_token(token: str, provider_url: str, fingerprint: str) -> tuple[str, int]:
+    """The CA URL (from the audience, step-ca's rule) and the user id (``sub``) of ``token``.
 
     The token is not verified here (the CA does that); it only tells us where to go, and that
-    CA must still prove itself with the root the invite pinned.
+    CA must still prove itself with the pinned root.
     """
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
@@ -97,13 +148,14 @@ def ca_url_from_token(token: str, invite: Invite) -> str:
         if not isinstance(audience, str) or not audience.endswith(SIGN_PATH):
             raise ValueError("no /1.0/sign audience")
         ca_url = normalize_base_url(audience.removesuffix(SIGN_PATH))
-    except (jwt.InvalidTokenError, InvalidBaseUrl, ValueError):
-        raise UserError(f"the identity provider at {invite.url} sent a token Chimera does not "
+        user_id = parse_user_id(claims.get("sub"))
+    except (jwt.InvalidTokenError, InvalidBaseUrl, InvalidUserId, ValueError):
+        raise UserError(f"the identity provider at {provider_url} sent a token Chimera does not "
                         "understand") from None
-    if claims.get("sha", invite.root_fingerprint) != invite.root_fingerprint:
-        raise UserError(f"the identity provider at {invite.url} sent a token for a CA with "
-                        "another root certificate than the invite's; nothing was saved")
-    return ca_url
+    if claims.get("sha", fingerprint) != fingerprint:
+        raise UserError(f"the identity provider at {provider_url} sent a token for a CA with "
+                        "another root certificate than the one pinned; nothing was saved")
+    return ca_url, user_id
 
 
 def write_identity_files(paths: ProfilePaths, user_id: int, key_pem: bytes,
