@@ -14,7 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Protocol
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Protocol
 
 from chimera_tk.config import Config
 from chimera_tk.errors import ChimeraError, UserError
@@ -30,6 +31,9 @@ from chimera_tk.profiles import ProfileLock, ProfilePaths
 from chimera_tk.router import Router
 from chimera_tk.store import Store
 from chimera_tk.store.background import BackgroundWriter
+
+if TYPE_CHECKING:
+    from chimera_tk.pki.identity import Identity
 
 log = logging.getLogger(__name__)
 WORKER_JOIN_TIMEOUT_S = 5.0
@@ -101,6 +105,13 @@ class App:
         from chimera_tk.pki.identity import load_identity
 
         self.identity = load_identity(self.paths)
+        expired = self.identity is not None and not self.identity.is_valid_at(datetime.now(UTC))
+        if self.identity is not None and not expired and self.config.team.ca_url:
+            from chimera_tk.net.renewal import RenewalWorker
+
+            # renewal runs even with the LAN off: the certificate is the team membership
+            self.workers.append(RenewalWorker(self.paths, self.config, self.events.post,
+                                              self._certificate_renewed))
         if not self.config.lan.enabled:
             self.events.post(StatusChanged("lan", "LAN: off (lan.enabled = false)"))
             return
@@ -109,14 +120,33 @@ class App:
                 "lan", "LAN: off — join a team first (chimera --new --invite …)"))
             self.events.post(StatusChanged("certificate", "Certificate: none"))
             return
-        from chimera_tk.net.lan import LanService
+        from chimera_tk.net.lan import LanService, certificate_status
 
+        if expired:
+            # Peers would refuse it anyway; Telegram does not need it and keeps working.
+            log.warning("LAN not started: certificate serial %x expired on %s",
+                        self.identity.serial, self.identity.not_after)
+            self.events.post(StatusChanged(
+                "lan", "LAN: off — certificate expired; renew with chimera --renew", "error"))
+            self.events.post(StatusChanged("certificate", certificate_status(self.identity),
+                                           "error"))
+            return
+        from chimera_tk.net.revocation import crl_url
+
+        team = self.config.team
         self.lan = LanService(
             self.identity, self.config.lan, self.paths, self.store, self.events.post,
-            self.dispatcher, display_name=self.config.team.display_name or
-            f"User {self.identity.user_id}", on_reachable=self.router.dispatch_due)
+            self.dispatcher, display_name=team.display_name or
+            f"User {self.identity.user_id}", on_reachable=self.router.dispatch_due,
+            crl_url=crl_url(team.ca_url, team.identity_url))
         self.router.register(self.lan)
         self.workers.append(self.lan)
+
+    def _certificate_renewed(self, identity: Identity) -> None:
+        """From the renewal thread: new LAN connections present the renewed certificate."""
+        self.identity = identity
+        if self.lan is not None:
+            self.lan.reload_identity(identity)
 
     def _build_transports(self) -> None:
         if not self._transports_built:

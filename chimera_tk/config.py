@@ -44,12 +44,14 @@ class LanSettings:
     peer_port: int = 50052
     interval_s: float = 5.0
     broadcast_addresses: tuple[str, ...] = ()
+    crl_refresh_s: float = 300.0  # a revoked peer is refused within this long
 
     def validate(self) -> None:
         for name in ("discovery_port", "announce_port", "peer_port"):
             port = getattr(self, name)
             _require(1 <= port <= 65535, f"lan.{name} must be a port number 1-65535, not {port}")
         _require(0.2 <= self.interval_s <= 3600, "lan.interval_s must be 0.2-3600 seconds")
+        _require(1 <= self.crl_refresh_s <= 600, "lan.crl_refresh_s must be 1-600 seconds")
 
 
 @dataclass(frozen=True, slots=True)

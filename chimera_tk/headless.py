@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from chimera_tk.config import Config
 from chimera_tk.errors import UserError
 from chimera_tk.profiles import ProfilePaths
@@ -12,9 +14,13 @@ def run_headless(paths: ProfilePaths, config: Config) -> int:
 
     app = build_app(paths, config, window=False)
     if app.lan is None and config.lan.enabled:
-        app.shutdown()
-        raise UserError("this profile has no certificate yet, so the LAN cannot start; "
-                        "join a team first with: chimera --new --invite INVITE")
+        if app.identity is None and app.telegram is None:
+            app.shutdown()
+            raise UserError("this profile has no certificate yet, so the LAN cannot start; "
+                            "join a team first with: chimera --new --invite INVITE")
+        # an expired certificate, or no certificate but Telegram: keep running without LAN
+        print("chimera: the LAN is off for this profile (see the log); Telegram keeps working",
+              file=sys.stderr, flush=True)
     print(f"chimera: running headless as user {app.identity.user_id if app.identity else '?'}"
           f" (profile {paths.name}); stop with Ctrl+C or SIGTERM", flush=True)
     app.run_headless()

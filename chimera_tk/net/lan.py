@@ -23,6 +23,7 @@ from chimera_tk.events import (
 )
 from chimera_tk.net.peer.tls import TlsFiles
 from chimera_tk.net.peer.worker import PeerLimits, PeerWorker
+from chimera_tk.net.revocation import CrlWatcher
 from chimera_tk.pki.identity import Identity
 from chimera_tk.profiles import ProfilePaths
 from chimera_tk.store import Store
@@ -39,7 +40,7 @@ class LanService:
     def __init__(self, identity: Identity, settings: LanSettings, paths: ProfilePaths,
                  store: Store, emit: Callable[[object], None], dispatcher: EventDispatcher, *,
                  display_name: str, on_reachable: Callable[[], None],
-                 limits: PeerLimits | None = None) -> None:
+                 limits: PeerLimits | None = None, crl_url: str = "") -> None:
         self.identity = identity
         self._settings = settings
         self._store = store
@@ -49,6 +50,9 @@ class LanService:
         self.peer = PeerWorker(identity.user_id, display_name, tls, paths.database,
                                paths.downloads, emit, port=settings.peer_port, limits=limits)
         self.discovery = None
+        # No CA address means no CRL to fetch; start() logs that revocation is not enforced.
+        self.crl = CrlWatcher(crl_url, identity.ca_bundle_path, identity.cert_path,
+                              settings.crl_refresh_s, self.peer.set_revoked) if crl_url else None
         self.verified: dict[int, str] = {}  # user id -> address; main thread only
         self._unsubscribe = [
             dispatcher.subscribe(PeerAnnounced, self._on_announced),
@@ -63,6 +67,10 @@ class LanService:
         from chimera_tk.net.discovery.worker import DiscoveryWorker
 
         self.peer.start()
+        if self.crl is not None:
+            self.crl.start()
+        else:
+            log.warning("no team CA address configured: revoked peers cannot be refused")
         self.discovery = DiscoveryWorker(self.identity.user_id, self.peer.port, self._settings,
                                          self._emit)
         try:
@@ -70,6 +78,9 @@ class LanService:
         except BaseException:
             self.peer.stop()
             self.peer.join(5)
+            if self.crl is not None:
+                self.crl.stop()
+                self.crl.join(5)
             raise
         self._emit(StatusChanged("lan", "LAN: looking for peers"))
         self._emit(StatusChanged("certificate", certificate_status(self.identity)))
@@ -80,13 +91,26 @@ class LanService:
             unsubscribe()
         if self.discovery is not None:
             self.discovery.stop()
+        if self.crl is not None:
+            self.crl.stop()
         self.peer.stop()
 
     def join(self, timeout: float) -> bool:
         done = self.peer.join(timeout)
+        if self.crl is not None:
+            done = self.crl.join(timeout) and done
         if self.discovery is not None:
             done = self.discovery.join(timeout) and done
         return done
+
+    def reload_identity(self, identity: Identity) -> None:
+        """A renewed certificate (same key and id): new connections present it. Any thread."""
+        self.identity = identity
+        self.peer.reload_tls(TlsFiles(identity.key_path, identity.cert_path,
+                                      identity.ca_bundle_path))
+        if self.crl is not None:
+            self.crl.set_chain(identity.cert_path)
+        log.info("LAN now presents certificate serial %x", identity.serial)
 
     # -- Transport -------------------------------------------------------------------------------
 

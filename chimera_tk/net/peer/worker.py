@@ -131,6 +131,8 @@ class PeerWorker:
         self._server_ctx = server_context(tls)
         self._client_ctx = client_context(tls)
         self._lock = threading.Lock()
+        self._revoked: frozenset[int] = frozenset()  # serials on the team CRL
+        self._serials: dict[Channel, int] = {}  # the peer certificate serial of each connection
         self._channels: dict[int, Channel] = {}
         self._all_channels: set[Channel] = set()
         self._addresses: dict[int, tuple[str, int]] = {}
@@ -232,6 +234,33 @@ class PeerWorker:
                 return True
             return False
 
+    def reload_tls(self, tls: TlsFiles) -> None:
+        """After a renewal: new connections present the new certificate (open ones go on)."""
+        server_ctx, client_ctx = server_context(tls), client_context(tls)
+        with self._lock:
+            self._server_ctx, self._client_ctx = server_ctx, client_ctx
+        log.info("LAN contexts rebuilt with %s", tls.certificate_chain.name)
+
+    def set_revoked(self, serials: frozenset[int]) -> None:
+        """A new team CRL: refuse these serials from now on and drop their open connections."""
+        with self._lock:
+            self._revoked = serials
+            doomed = [(channel, serial) for channel, serial in self._serials.items()
+                      if serial in serials and not channel.closed]
+        for channel, serial in doomed:
+            log.warning("dropping user %s at %s: certificate serial %x is revoked",
+                        channel.peer_id, channel.address, serial)
+            channel.abort(f"certificate serial {serial:x} revoked")
+
+    def _check_not_revoked(self, tls: ssl.SSLSocket, peer_id: int) -> int:
+        """The peer certificate's serial, unless the team CRL lists it."""
+        serial = int(tls.getpeercert()["serialNumber"], 16)
+        with self._lock:
+            revoked = serial in self._revoked
+        if revoked:
+            raise PeerIdentityError(f"user {peer_id}'s certificate serial {serial:x} is revoked")
+        return serial
+
     def _sender(self, user_id: int) -> _PeerSender:
         with self._lock:
             sender = self._senders.get(user_id)
@@ -270,10 +299,12 @@ class PeerWorker:
         try:
             _no_delay(raw)
             raw.settimeout(self.limits.handshake_timeout_s)
-            tls = self._server_ctx.wrap_socket(raw, server_side=True,
-                                               do_handshake_on_connect=False)
+            with self._lock:
+                context = self._server_ctx
+            tls = context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
             tls.do_handshake()
             peer_id = peer_user_id(tls)
+            serial = self._check_not_revoked(tls, peer_id)
         except (OSError, ssl.SSLError, PeerIdentityError, ValueError) as exc:
             self.refused_handshakes += 1
             log.info("refused a peer at %s: %s", address, _short(exc))
@@ -282,7 +313,7 @@ class PeerWorker:
             return
         finally:
             self._handshakes.release()
-        channel = self._register(tls, peer_id, address, outgoing=False)
+        channel = self._register(tls, peer_id, address, outgoing=False, serial=serial)
         if channel is not None:
             log.info("peer %s connected from %s", peer_id, address)
 
@@ -312,8 +343,11 @@ class PeerWorker:
         try:
             _no_delay(raw)
             raw.settimeout(self.limits.handshake_timeout_s)
-            tls = self._client_ctx.wrap_socket(raw, server_side=False)
+            with self._lock:
+                context = self._client_ctx
+            tls = context.wrap_socket(raw, server_side=False)
             require_identity(tls, user_id)
+            serial = self._check_not_revoked(tls, user_id)
         except PeerIdentityError as exc:
             raw.close()
             log.warning("peer at %s announced user %s: %s", address, user_id, exc)
@@ -323,21 +357,30 @@ class PeerWorker:
             raise ChannelClosed(f"TLS handshake with {address} failed: {_short(exc)}") from None
         with self._lock:
             self._per_address[address] += 1
-        channel = self._register(tls, user_id, address, outgoing=True)
+        channel = self._register(tls, user_id, address, outgoing=True, serial=serial)
         if channel is None:
             raise ChannelClosed("shutting down")
         return channel
 
     def _register(self, tls: ssl.SSLSocket, peer_id: int, address: str, *,
-                  outgoing: bool) -> Channel | None:
+                  outgoing: bool, serial: int) -> Channel | None:
         channel = Channel(tls, peer_id, address, outgoing=outgoing, on_event=self._on_event,
                           on_closed=self._on_closed, idle_timeout=self.limits.idle_timeout_s)
         with self._lock:
             if self._stopping.is_set():
                 tls.close()
                 return None
+            if serial in self._revoked:  # a CRL arrived during the handshake
+                tls.close()
+                self._per_address[address] -= 1
+                if self._per_address[address] <= 0:
+                    del self._per_address[address]
+                log.warning("refused user %s at %s: certificate serial %x is revoked",
+                            peer_id, address, serial)
+                return None
             self._channels[peer_id] = channel
             self._all_channels.add(channel)
+            self._serials[channel] = serial
         channel.send(Hello(name=self.my_name, features=("files", "edit", "delete")))
         channel.start()
         return channel
@@ -392,6 +435,7 @@ class PeerWorker:
             store.close()
         with self._lock:
             self._all_channels.discard(channel)
+            self._serials.pop(channel, None)
             if self._channels.get(channel.peer_id) is channel:
                 del self._channels[channel.peer_id]
             waiters = [w for (peer, _), w in self._waiters.items() if peer == channel.peer_id]
