@@ -8,8 +8,9 @@ main thread only (through events); the workers own their own threads.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from chimera_tk.config import LanSettings
 from chimera_tk.events import (
@@ -54,6 +55,9 @@ class LanService:
         self.crl = CrlWatcher(crl_url, identity.ca_bundle_path, identity.cert_path,
                               settings.crl_refresh_s, self.peer.set_revoked) if crl_url else None
         self.verified: dict[int, str] = {}  # user id -> address; main thread only
+        self.expired = False
+        self._stopped = False
+        self._expiry: threading.Timer | None = None
         self._unsubscribe = [
             dispatcher.subscribe(PeerAnnounced, self._on_announced),
             dispatcher.subscribe(PeerExpired, self._on_expired),
@@ -84,9 +88,35 @@ class LanService:
             raise
         self._emit(StatusChanged("lan", "LAN: looking for peers"))
         self._emit(StatusChanged("certificate", certificate_status(self.identity)))
+        self._watch_expiry()
         log.info("LAN up as user %s, peer port %s", self.identity.user_id, self.peer.port)
 
+    def _watch_expiry(self) -> None:
+        """Turn the LAN off the moment the certificate expires (a renewal moves the moment)."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+        seconds = (self.identity.not_after - datetime.now(UTC)).total_seconds()
+        self._expiry = threading.Timer(max(0.0, seconds), self._on_expired_certificate)
+        self._expiry.daemon = True
+        self._expiry.start()
+
+    def _on_expired_certificate(self) -> None:
+        if self.identity.is_valid_at(datetime.now(UTC)):
+            return  # renewed meanwhile
+        log.warning("certificate serial %x expired: the LAN is off until it is renewed",
+                    self.identity.serial)
+        self.expired = True
+        self.stop()
+        self._emit(StatusChanged("lan", "LAN: off — certificate expired; renew with "
+                                        "chimera --renew", "error"))
+        self._emit(StatusChanged("certificate", certificate_status(self.identity)))
+
     def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._expiry is not None:
+            self._expiry.cancel()
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         if self.discovery is not None:
@@ -108,6 +138,8 @@ class LanService:
         self.identity = identity
         self.peer.reload_tls(TlsFiles(identity.key_path, identity.cert_path,
                                       identity.ca_bundle_path))
+        if not self._stopped:
+            self._watch_expiry()
         if self.crl is not None:
             self.crl.set_chain(identity.cert_path)
         log.info("LAN now presents certificate serial %x", identity.serial)
@@ -115,7 +147,7 @@ class LanService:
     # -- Transport -------------------------------------------------------------------------------
 
     def can_reach(self, dialog: Dialog) -> bool:
-        return dialog.id in self.verified
+        return not self.expired and dialog.id in self.verified
 
     def submit(self, entry: OutboxEntry, message: Message) -> None:
         self.peer.submit(message.dialog_id, message.id)
