@@ -59,7 +59,7 @@ class TeamCA:
               starts_in_days: float = -0.01, client_and_server: bool = True) -> tuple[
                   ec.EllipticCurvePrivateKey, x509.Certificate]:
         key = ec.generate_private_key(ec.SECP256R1())
-        start = NOW + dt.timedelta(days=starts_in_days)
+        start = dt.datetime.now(dt.UTC) + dt.timedelta(days=starts_in_days)
         builder = (x509.CertificateBuilder()
                    .subject_name(_name(common_name)).issuer_name(self.cert.subject)
                    .public_key(key.public_key()).serial_number(x509.random_serial_number())
