@@ -78,6 +78,7 @@ class App:
         self.telegram = None
         self._telegram_factory = telegram_client_factory
         self._transports_built = False
+        self._tick_after: str | None = None
 
     # -- building --------------------------------------------------------------------------------
 
@@ -301,7 +302,7 @@ class App:
             log.info("headless mode started for profile %s", self.paths.name)
             return
         self.pump.start()
-        self.root.after(int(OUTBOX_TICK_S * 1000), self._tick)
+        self._tick_after = self.root.after(int(OUTBOX_TICK_S * 1000), self._tick)
         self.window.show()
         log.info("window shown for profile %s", self.paths.name)
         self.root.after_idle(self._start_workers)
@@ -325,7 +326,7 @@ class App:
             except Exception:
                 log.exception("outbox dispatch failed")
             if self.root is not None:
-                self.root.after(int(OUTBOX_TICK_S * 1000), self._tick)
+                self._tick_after = self.root.after(int(OUTBOX_TICK_S * 1000), self._tick)
 
     def run(self) -> None:
         """Run the window until the user quits or a signal arrives; always ends in shutdown."""
@@ -375,6 +376,8 @@ class App:
         self._running = False
         if self.pump is not None:
             self.pump.stop()
+        if self.root is not None and self._tick_after is not None:
+            self.root.after_cancel(self._tick_after)
         for worker in reversed(self.workers):
             try:
                 worker.stop()
