@@ -179,6 +179,9 @@ def run_storm(paths: ProfilePaths, seconds: float) -> StormRun:
         worker.join(10)
         if worker.error is not None:
             raise worker.error
+        # the view draws arrivals at the next idle moment: let that moment come before looking
+        root.update()
+        view.flush_pending()
 
         check = Store.open(paths.database)
         in_db = check.conn.execute(
