@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import sqlite3
-import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,42 +32,18 @@ from chimera_tk.pki.lifecycle import renew_certificate, renew_if_due, revoke_cer
 from chimera_tk.profiles import ProfilePaths, profile_paths
 from tests.test_identity_server import (
     HOSTILE_STRINGS,
-    IDENTITY_CLI,
     RunningCA,
-    _wait_for_health,
     assert_clean_refusal,
     free_port,
     run_chimera,
+    running_ca,
 )
 
 
 @pytest.fixture(scope="module")
 def ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCA]:
-    base = tmp_path_factory.mktemp("lifecycle")
-    directory, port = base / "ca", free_port()
-    url = f"https://127.0.0.1:{port}"
-    init = subprocess.run([*IDENTITY_CLI, "init", "--dir", str(directory), "--url", url],
-                          capture_output=True, text=True, timeout=60)
-    assert init.returncode == 0, init.stderr
-    log_path = base / "serve.log"
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(
-            [*IDENTITY_CLI, "serve", "--dir", str(directory), "--listen", f"127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    session = requests.Session()
-    session.trust_env = False
-    running = RunningCA(url, directory, AuthorityFiles(directory).root_certificate, session)
-    try:
-        _wait_for_health(running, server, log_path)
+    with running_ca(tmp_path_factory.mktemp("lifecycle")) as running:
         yield running
-    finally:
-        session.close()
-        server.terminate()
-        try:
-            server.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 _next_id = iter(range(5000, 6000))

@@ -7,6 +7,7 @@ in-process on the same state file, as an admin's ``invite`` would while ``serve`
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import socket
@@ -81,13 +82,14 @@ class RunningCA:
         return answer.json()["ott"]
 
 
-@pytest.fixture(scope="module")
-def team_ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCA]:
-    base = tmp_path_factory.mktemp("team")
+@contextlib.contextmanager
+def running_ca(base: Path, *init_options: str) -> Iterator[RunningCA]:
+    """``chimera-identity init`` in ``base/ca``, then ``serve`` on a free loopback port until
+    the block ends (test files share this one way of running the CA)."""
     directory, port = base / "ca", free_port()
     url = f"https://127.0.0.1:{port}"
     init = subprocess.run([*IDENTITY_CLI, "init", "--dir", str(directory), "--url", url,
-                           "--name", "Test team"], capture_output=True, text=True, timeout=60)
+                           *init_options], capture_output=True, text=True, timeout=60)
     assert init.returncode == 0, init.stderr
     log_path = base / "serve.log"
     with log_path.open("wb") as log:
@@ -108,6 +110,12 @@ def team_ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCA]:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+@pytest.fixture(scope="module")
+def team_ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCA]:
+    with running_ca(tmp_path_factory.mktemp("team"), "--name", "Test team") as running:
+        yield running
 
 
 def _wait_for_health(ca: RunningCA, server: subprocess.Popen[bytes], log_path: Path) -> None:
