@@ -23,6 +23,8 @@ from chimera_tk.fsutil import atomic_write_bytes
 log = logging.getLogger(__name__)
 
 THEMES = ("system", "light", "dark")
+AUTO_DOWNLOAD = ("private", "always", "never")  # private = private chats and small groups
+DELETE_MODES = ("remove", "mark")  # what a received delete does to the message
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +73,27 @@ class UiSettings:
     close_to_tray: bool = True
     start_minimised: bool = False
     notifications: bool = True
+    notification_preview: bool = True  # false: notifications name the sender only
+    do_not_disturb: bool = False
+    received_deletes: str = "remove"
 
     def validate(self) -> None:
         _require(self.theme in THEMES, f"ui.theme must be one of {', '.join(THEMES)}")
+        _require(self.received_deletes in DELETE_MODES,
+                 f"ui.received_deletes must be one of {', '.join(DELETE_MODES)}")
+
+
+@dataclass(frozen=True, slots=True)
+class FileSettings:
+    downloads_dir: str = ""  # empty: the profile's own downloads folder
+    auto_download: str = "private"
+    auto_download_max_mb: int = 50
+
+    def validate(self) -> None:
+        _require(self.auto_download in AUTO_DOWNLOAD,
+                 f"files.auto_download must be one of {', '.join(AUTO_DOWNLOAD)}")
+        _require(0 <= self.auto_download_max_mb <= 4096,
+                 "files.auto_download_max_mb must be 0-4096")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +102,7 @@ class Config:
     lan: LanSettings = field(default_factory=LanSettings)
     team: TeamSettings = field(default_factory=TeamSettings)
     ui: UiSettings = field(default_factory=UiSettings)
+    files: FileSettings = field(default_factory=FileSettings)
 
     def validate(self) -> Config:
         for section in dataclasses.fields(self):
