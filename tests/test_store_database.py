@@ -47,7 +47,7 @@ def _fill_at_version(conn: sqlite3.Connection, version: int) -> None:
                VALUES (7, 'old-uid', 0, 'written before the upgrade', 1000, 'received', 'lan')""")
     if version >= 5:  # from 0005 on, the repository indexes new rows itself (no insert trigger)
         conn.execute("""INSERT INTO messages_fts (rowid, text, chat)
-                        SELECT id, text, chat FROM messages_searchable WHERE uid = 'old-uid'""")
+                        SELECT id, text, chat FROM messages_searchable""")
     if version >= 3:
         conn.execute("INSERT INTO files (name, size, state) VALUES ('a.txt', 3, 'complete')")
 
