@@ -1,8 +1,13 @@
 """Draw Chimera's icon (a speech bubble split into LAN green and Telegram blue) with Pillow.
 
-    python assets/make_icons.py   # writes assets/chimera-256.png, chimera_tk/assets/icon-64.png
+    python assets/make_icons.py             # assets/chimera-256.png, chimera_tk/assets/icon-64.png
+    python assets/make_icons.py OUT_FOLDER  # also chimera.ico, chimera.icns, chimera-256.png there
+
+The PNGs are the sources kept in git; the .ico (Windows) and .icns (macOS) are made from the same
+drawing at build time by scripts/build-exe, so they never drift from it.
 """
 
+import sys
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -30,6 +35,18 @@ def draw(size: int) -> Image.Image:
     return image
 
 
+def write_platform_icons(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    big = draw(1024)
+    big.resize((256, 256), Image.LANCZOS).save(folder / "chimera-256.png")
+    big.save(folder / "chimera.ico", sizes=[(16, 16), (24, 24), (32, 32), (48, 48), (64, 64),
+                                            (128, 128), (256, 256)])
+    big.save(folder / "chimera.icns")
+
+
 if __name__ == "__main__":
-    draw(256).save(HERE / "chimera-256.png")
-    draw(64).save(HERE.parent / "chimera_tk" / "assets" / "icon-64.png")
+    if len(sys.argv) > 1:
+        write_platform_icons(Path(sys.argv[1]))
+    else:
+        draw(256).save(HERE / "chimera-256.png")
+        draw(64).save(HERE.parent / "chimera_tk" / "assets" / "icon-64.png")
