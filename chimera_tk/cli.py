@@ -48,8 +48,10 @@ def _common_flags(*, suppress: bool) -> argparse.ArgumentParser:
     """--profile/--data-dir/--verbose, accepted before or after a subcommand."""
     default = (lambda value: argparse.SUPPRESS) if suppress else (lambda value: value)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--profile", type=_profile_name, default=default(DEFAULT_PROFILE),
-                        metavar="NAME", help=f"the profile to use (default: {DEFAULT_PROFILE})")
+    # None = not given: the window then asks when several profiles exist (see _chosen_profile)
+    common.add_argument("--profile", type=_profile_name, default=default(None),
+                        metavar="NAME", help=f"the profile to use (default: {DEFAULT_PROFILE}, "
+                                             "or asked at start when there are several)")
     common.add_argument("--data-dir", type=_data_dir, default=default(None), metavar="DIR",
                         help="folder that holds the profiles (default: $CHIMERA_HOME or the "
                              "platform's user data folder)")
@@ -118,6 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
                                "10 AACompromise")
     revoking.add_argument("--note", type=_note, metavar="TEXT", help="a free-text note")
     revoking.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    parser.add_argument("--set-passphrase", action="store_true",
+                        help="protect the private key with a passphrase, change it, or remove "
+                             "it (asks on the terminal)")
+    protecting = parser.add_argument_group("key passphrase (--set-passphrase, --new)")
+    protecting.add_argument("--remember", action="store_true",
+                            help="keep the passphrase in the system keyring, so that Chimera "
+                                 "does not ask for it at start")
+    protecting.add_argument("--passphrase-prompt", action="store_true",
+                            help="with --new: protect the new key with a passphrase (asked "
+                                 "twice on the terminal)")
     parser.add_argument("--invite", metavar="INVITE",
                         help="with --new or --install: the invite code from the team admin")
     by_code = parser.add_argument_group(
@@ -127,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     by_code.add_argument("--fingerprint", metavar="SHA256",
                          help="the team root's fingerprint, from your team admin (not needed "
                               "if this profile already has the team's ca_bundle.pem)")
+    parser.add_argument("--self-signed", action="store_true",
+                        help="with --new --telegram-id N: no team, make a personal certificate "
+                             "for pairing with people nearby (chimera pair)")
     parser.add_argument("--variables", action="store_true",
                         help="set the Telegram api id/hash, identity provider and CA addresses "
                              "and the broadcast address (asks, or takes the flags below)")
@@ -163,6 +178,19 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", parents=[common], help="print stored messages")
     export.add_argument("--dialog", type=int, metavar="ID", help="only this dialog")
     export.add_argument("--json", action="store_true", required=True, help="print JSON")
+
+    pair = commands.add_parser("pair", parents=[common],
+                               help="pair with a person nearby without a team CA (compare a "
+                                    "code on both screens)")
+    pair.add_argument("--peer", metavar="ADDRESS",
+                      help="call this address (their pairing window must be open); without "
+                           "it, wait for them to call")
+    pair.add_argument("--port", type=int, metavar="PORT",
+                      help="pairing port (default: lan.pairing_port, 50053)")
+    unpair = commands.add_parser("unpair", parents=[common],
+                                 help="stop trusting a paired person's certificate")
+    unpair.add_argument("user_id", type=_user_id, metavar="ID")
+    commands.add_parser("pairs", parents=[common], help="list paired people")
     return parser
 
 
@@ -171,6 +199,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.invite and not (args.new or args.install):
         parser.error("--invite goes with --new or --install")
+    if args.self_signed and not (args.new and args.telegram_id is not None):
+        parser.error("--self-signed goes with --new --telegram-id N")
+    if args.self_signed and (args.invite or args.phone or args.code or args.fingerprint):
+        parser.error("--self-signed takes no --invite, --phone, --code or --fingerprint")
     by_code = args.new and (args.telegram_id is not None or args.phone is not None)
     if (args.telegram_id is not None or args.fingerprint) and not args.new:
         parser.error("--telegram-id and --fingerprint go with --new")
@@ -184,20 +216,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--reason, --note and --yes go with --revoke")
     if args.command == "send" and not (args.text or args.file):
         parser.error("send needs a TEXT or --file PATH")
+    if args.passphrase_prompt and not args.new:
+        parser.error("--passphrase-prompt goes with --new")
+    if args.remember and not (args.set_passphrase or args.new):
+        parser.error("--remember goes with --set-passphrase or --new")
     try:
         if args.selftest:
             return selftest(theme=args.theme, verbose=args.verbose)
-        paths = profile_paths(args.profile, args.data_dir).ensure()
+        gui = not (args.new or args.set_passphrase or args.renew or args.revoke or
+                   args.variables or args.install or args.command or args.headless)
+        profile = _chosen_profile(args) if gui else (args.profile or DEFAULT_PROFILE)
+        if profile is None:
+            return 0  # the user closed the profile chooser
+        paths = profile_paths(profile, args.data_dir).ensure()
         setup_logging(paths.logs, verbose=args.verbose)
         config = load_or_create_config(paths)
+        if args.new and args.self_signed:
+            from chimera_tk.net.pairing.commands import new_self_signed
+
+            return new_self_signed(paths, args.telegram_id)
         if args.new:
             from chimera_tk.pki.commands import new_certificate, new_certificate_by_telegram
 
             if by_code:
                 return new_certificate_by_telegram(
                     paths, config, user_id=args.telegram_id, phone=args.phone, code=args.code,
-                    fingerprint=args.fingerprint, identity_url=args.identity_url)
-            return new_certificate(paths, config, invite=args.invite)
+                    fingerprint=args.fingerprint, identity_url=args.identity_url,
+                    passphrase_prompt=args.passphrase_prompt, remember=args.remember)
+            return new_certificate(paths, config, invite=args.invite,
+                                   passphrase_prompt=args.passphrase_prompt,
+                                   remember=args.remember)
+        if args.set_passphrase:
+            from chimera_tk.pki.passphrase_commands import set_passphrase
+
+            return set_passphrase(paths, remember=args.remember)
         if args.renew:
             from chimera_tk.pki.commands import renew
 
@@ -215,6 +267,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from chimera_tk.setup_flows import install
 
             return install(paths, config, args)
+        if args.command in ("pair", "unpair", "pairs"):
+            from chimera_tk.net.pairing import commands as pairing_commands
+
+            return pairing_commands.run(args.command, paths, config, args)
         if args.command:
             from chimera_tk import commands
 
@@ -234,6 +290,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _chosen_profile(args: argparse.Namespace) -> str | None:
+    """--profile if given; else the only profile; else the one the user picks in a window."""
+    from chimera_tk.profiles import data_root, list_profiles, profile_in_use
+
+    if args.profile is not None:
+        return args.profile
+    names = list_profiles(args.data_dir)
+    from chimera_tk.views.profile_chooser import (
+        ProfileChoice,
+        choose_profile,
+        last_used,
+        needs_choice,
+        remember_last_used,
+    )
+
+    if not needs_choice(names, explicit=False):
+        return names[0] if names else DEFAULT_PROFILE
+    root = data_root(args.data_dir)
+    choices = [ProfileChoice(name, profile_in_use(profile_paths(name, args.data_dir)))
+               for name in names]
+    import tkinter as tk
+
+    try:
+        chosen = choose_profile(choices, args.theme or "system", last_used(root))
+    except tk.TclError as exc:
+        raise UserError(f"cannot open a window ({exc}); choose a profile with --profile NAME "
+                        f"(one of: {', '.join(names)})") from None
+    if chosen is not None:
+        remember_last_used(root, chosen)
+    return chosen
 
 
 def load_or_create_config(paths: ProfilePaths) -> Config:
@@ -268,8 +356,28 @@ def selftest(*, theme: str | None = None, verbose: bool = False) -> int:
         finally:
             app.shutdown()
         setup_logging(None, verbose=verbose)  # release the log file before the folder goes
+    _import_later_stacks()
     print(f"chimera {__version__} selftest ok")
     return 0
+
+
+# Imported only after the first paint or by one flow; a packaged build must still contain them.
+_LATER_STACKS = ("telethon", "cryptography.x509", "aiohttp.web", "jwt", "pystray", "PIL.Image",
+                 "tkinterdnd2", "keyring", "desktop_notifier", "chimera_tk.net.telegram.worker",
+                 "chimera_tk.net.lan", "chimera_tk.identity.server", "chimera_tk.pki.commands",
+                 "chimera_tk.desktop.tray", "chimera_tk.desktop.notifier")
+
+
+def _import_later_stacks() -> None:
+    import importlib
+
+    for name in _LATER_STACKS:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise UserError(f"selftest: {name} cannot be imported ({exc})") from None
+        except Exception as exc:  # pystray without a display backend raises other errors
+            log.info("selftest: %s imported with a warning: %s", name, exc)
 
 
 if __name__ == "__main__":

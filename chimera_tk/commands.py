@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 from chimera_tk.config import Config
 from chimera_tk.errors import ProfileLockedError, UserError
@@ -72,7 +73,8 @@ def _send_through_running_app(paths: ProfilePaths, args: argparse.Namespace) -> 
     try:
         message = _queue_message(Router(store, lambda _e: None), store, args)
         print(f"queued in the running Chimera as message {message.uid}", file=sys.stderr)
-        return _await_delivery(lambda: store.messages.get(message.id), args)
+        return _await_delivery(lambda: store.messages.get(message.id), args,
+                               lambda: _why_not_sent(store, message.id))
     finally:
         store.close()
 
@@ -86,34 +88,46 @@ def _send_with_own_lan(paths: ProfilePaths, config: Config, args: argparse.Names
         raise UserError("this profile has no certificate, so it cannot send over the LAN; "
                         "join a team first with: chimera --new --invite INVITE")
     message = _queue_message(app.router, app.store, args)
-    outcome: dict[str, Message] = {}
+    outcome: dict[str, Any] = {}  # "message", and "reason" when it failed
     deadline = time.monotonic() + args.wait
 
     def finished() -> bool:
         current = app.store.messages.get(message.id)
         outcome["message"] = current
+        if current.state == "failed":
+            outcome["reason"] = _why_not_sent(app.store, message.id)
         return current.state in ("delivered", "sent", "failed") or time.monotonic() > deadline
 
     app.run_headless(until=finished)
-    return _report(outcome["message"], args)
+    return _report(outcome["message"], args, outcome.get("reason"))
 
 
-def _await_delivery(current: Callable[[], Message], args: argparse.Namespace) -> int:
+def _why_not_sent(store: Store, message_id: int) -> str | None:
+    """The last error the outbox recorded for ``message_id`` (e.g. the receiver's refusal)."""
+    try:
+        return store.outbox.get(message_id).last_error
+    except KeyError:
+        return None
+
+
+def _await_delivery(current: Callable[[], Message], args: argparse.Namespace,
+                    why: Callable[[], str | None] = lambda: None) -> int:
     deadline = time.monotonic() + args.wait
     message = current()
     while message.state not in ("delivered", "sent", "failed") and time.monotonic() < deadline:
         time.sleep(POLL_S)
         message = current()
-    return _report(message, args)
+    return _report(message, args, why() if message.state == "failed" else None)
 
 
-def _report(message: Message, args: argparse.Namespace) -> int:
+def _report(message: Message, args: argparse.Namespace, reason: str | None = None) -> int:
     if message.state in ("delivered", "sent"):
         route = "over the LAN" if message.transport == "lan" else "through Telegram"
         print(f"delivered {route} to {args.to} (message {message.uid})")
         return 0
     if message.state == "failed":
-        raise UserError(f"not delivered: the message to {args.to} failed")
+        raise UserError(f"not delivered: the message to {args.to} failed"
+                        + (f" ({reason})" if reason else ""))
     raise UserError(
         f"not delivered within {args.wait:g} s: user {args.to} did not answer on the LAN. "
         "The message stays queued and goes out when Chimera runs and the peer is reachable.")

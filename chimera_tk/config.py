@@ -47,9 +47,12 @@ class LanSettings:
     interval_s: float = 5.0
     broadcast_addresses: tuple[str, ...] = ()
     crl_refresh_s: float = 300.0  # a revoked peer is refused within this long
+    pairing_port: int = 50053  # listens only while a pairing window is open
+    pairing_window_s: float = 120.0
 
     def validate(self) -> None:
-        for name in ("discovery_port", "announce_port", "peer_port"):
+        _require(10 <= self.pairing_window_s <= 600, "lan.pairing_window_s must be 10-600 seconds")
+        for name in ("discovery_port", "announce_port", "peer_port", "pairing_port"):
             port = getattr(self, name)
             _require(1 <= port <= 65535, f"lan.{name} must be a port number 1-65535, not {port}")
         _require(0.2 <= self.interval_s <= 3600, "lan.interval_s must be 0.2-3600 seconds")
@@ -75,6 +78,7 @@ class UiSettings:
     notifications: bool = True
     notification_preview: bool = True  # false: notifications name the sender only
     do_not_disturb: bool = False
+    close_to_tray_explained: bool = False  # set once the "still running in the tray" note showed
     received_deletes: str = "remove"
 
     def validate(self) -> None:
@@ -94,6 +98,24 @@ class FileSettings:
                  f"files.auto_download must be one of {', '.join(AUTO_DOWNLOAD)}")
         _require(0 <= self.auto_download_max_mb <= 4096,
                  "files.auto_download_max_mb must be 0-4096")
+
+
+def downloads_folder(files: FileSettings, profile_downloads: Path) -> Path:
+    """Where received files go: ``files.downloads_dir`` if set, else the profile's own folder."""
+    return Path(files.downloads_dir).expanduser() if files.downloads_dir else profile_downloads
+
+
+def downloads_automatically(files: FileSettings, dialog_kind: str, size: int) -> bool:
+    """Whether a received Telegram file is fetched without being asked for.
+
+    "private" (the default) fetches in private chats and basic groups only: channels and
+    supergroups can carry malware to thousands at once. "always" is the user's explicit choice;
+    "never" waits for a click. The size limit applies to every policy (0 = no limit)."""
+    if files.auto_download == "never":
+        return False
+    if files.auto_download_max_mb and size > files.auto_download_max_mb * 2**20:
+        return False
+    return files.auto_download == "always" or dialog_kind in ("user", "group")
 
 
 @dataclass(frozen=True, slots=True)

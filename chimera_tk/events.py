@@ -128,6 +128,19 @@ class TransferProgress:
 
 
 @dataclass(frozen=True, slots=True)
+class ThumbnailReady:
+    """A picture's preview (PNG bytes) is made, or ``error`` says in words why there is none.
+    ``made`` is false when it came from the disk cache; ``worker`` names the thread that did it."""
+
+    key: str
+    file_id: int
+    png: bytes | None
+    error: str | None
+    made: bool
+    worker: str
+
+
+@dataclass(frozen=True, slots=True)
 class OlderMessagesFetched:
     """Telegram's page before ``before_tg_id`` was stored (``stored`` new rows); ``exhausted``
     when Telegram has nothing older, ``error`` in plain words when the fetch failed."""
@@ -154,6 +167,25 @@ class SponsoredAd:
 class SponsoredMessagesFetched:
     dialog_id: int
     ads: tuple[SponsoredAd, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateRevoked:
+    """The team CA put this profile's certificate on its CRL (revoked from Settings)."""
+
+    user_id: int
+    serial: int
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateIssued:
+    """A new key and certificate were saved (joined a team from Settings); the LAN restarts."""
+
+    user_id: int
+    serial: int
+    identity_url: str
+    ca_url: str
+    display_name: str = ""  # the admin's name from the invite; used if none was chosen
 
 
 E = TypeVar("E")
@@ -261,3 +293,40 @@ class EventPump:
         # When more is waiting, come back after 1 ms so input and redraws still get their turn.
         delay = 1 if not self._events.empty() else self._idle_ms
         self._after_id = self._scheduler.after(delay, self._tick)
+
+
+# -- tray icon and desktop notifications (posted from the tray and notifier threads) ------------
+
+
+@dataclass(frozen=True, slots=True)
+class TrayStatus:
+    """The tray icon started (``running``, with the pystray ``backend``) or could not start."""
+
+    running: bool
+    backend: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TrayOpenRequested:
+    """Show the window: from the tray's Open, or a click on a notification (opens that chat)."""
+
+    dialog_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TrayMuteToggled:
+    """The tray menu's *Mute notifications* was chosen (it flips ``ui.do_not_disturb``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrayQuitRequested:
+    """The tray menu's Quit: the Tk thread asks first when transfers are running."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrayMenuRequested:
+    """A right click on a tray icon whose backend draws no menu (xorg): Tk shows it at x, y."""
+
+    x: int
+    y: int

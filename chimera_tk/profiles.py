@@ -64,6 +64,11 @@ class ProfilePaths:
         return self.root / "downloads"
 
     @property
+    def thumbnails(self) -> Path:
+        """Picture previews, named by content hash; safe to delete (they are made again)."""
+        return self.root / "cache" / "thumbs"
+
+    @property
     def logs(self) -> Path:
         return self.root / "logs"
 
@@ -100,6 +105,23 @@ def list_profiles(data_dir: str | os.PathLike[str] | None = None) -> list[str]:
         return []
     return sorted(p.name for p in folder.iterdir()
                   if p.is_dir() and _PROFILE_NAME.fullmatch(p.name))
+
+
+def profile_in_use(paths: ProfilePaths) -> bool:
+    """Whether another process holds the profile's lock right now (a snapshot, for display)."""
+    if not paths.lock_file.exists():
+        return False
+    try:
+        fd = os.open(paths.lock_file, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        _lock_fd(fd)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the lock we may just have taken
+    return False
 
 
 class ProfileLock:

@@ -60,6 +60,9 @@ class Router:
         self._store = store
         self._emit = emit
         self._transports: dict[str, Transport] = {}
+        # Run after each dispatch of the outbox (edit and delete notices go out after the
+        # messages they change).
+        self.after_dispatch: list[Callable[[], object]] = []
 
     def register(self, transport: Transport) -> None:
         self._transports[transport.name] = transport
@@ -125,4 +128,10 @@ class Router:
             self._emit(MessageChanged(message))
             self._transports[route].submit(self._store.outbox.get(entry.message_id), message)
             handed += 1
+        for then in self.after_dispatch:
+            then()
         return handed
+
+    def transport(self, name: str) -> Transport | None:
+        """The registered transport called ``name`` ("lan", "telegram"), if any."""
+        return self._transports.get(name)

@@ -56,7 +56,8 @@ class TeamCA:
         return cls(name, key, cert)
 
     def issue(self, common_name: str, *, san: str | None = "same", days: float = 10,
-              starts_in_days: float = -0.01, client_and_server: bool = True) -> tuple[
+              starts_in_days: float = -0.01, client_and_server: bool = True,
+              key_usage: x509.KeyUsage | None = None) -> tuple[
                   ec.EllipticCurvePrivateKey, x509.Certificate]:
         key = ec.generate_private_key(ec.SECP256R1())
         start = dt.datetime.now(dt.UTC) + dt.timedelta(days=starts_in_days)
@@ -75,6 +76,8 @@ class TeamCA:
         if not client_and_server:
             usages = [ExtendedKeyUsageOID.CODE_SIGNING]
         builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        if key_usage is not None:
+            builder = builder.add_extension(key_usage, critical=True)
         return key, builder.sign(self.key, hashes.SHA256())
 
     def write_identity(self, folder: Path, user_id: int | str, *, trust: list[TeamCA] | None =
@@ -90,3 +93,60 @@ class TeamCA:
         files.certificate_chain.write_bytes(_pem(cert))
         files.ca_bundle.write_bytes(b"".join(_pem(ca.cert) for ca in (trust or [self])))
         return files
+
+
+# A key usage no TLS end may use (no digitalSignature, no keyAgreement): OpenSSL refuses it for
+# both the client and the server purpose.
+NO_TLS_KEY_USAGE = x509.KeyUsage(digital_signature=False, content_commitment=True,
+                                 key_encipherment=False, data_encipherment=True,
+                                 key_agreement=False, key_cert_sign=False, crl_sign=False,
+                                 encipher_only=False, decipher_only=False)
+
+
+def write_self_signed_identity(folder: Path, user_id: int | str, *,
+                               trust: list[TeamCA] | None = None) -> TlsFiles:
+    """A personal (self-signed, CA:FALSE) certificate for ``user_id``, as pairing makes them,
+    with ``trust``'s roots (default: none but itself) as the CA bundle."""
+    from chimera_tk.pki.pairing import make_personal_certificate
+
+    folder.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = make_personal_certificate(key, int(user_id))
+    files = TlsFiles(key=folder / f"{user_id}.pem",
+                     certificate_chain=folder / f"{user_id}_crt.pem",
+                     ca_bundle=folder / "ca_bundle.pem")
+    files.key.write_bytes(_pem_key(key))
+    files.key.chmod(0o600)
+    files.certificate_chain.write_bytes(_pem(cert))
+    files.ca_bundle.write_bytes(b"".join(_pem(ca.cert) for ca in trust) if trust else _pem(cert))
+    return files
+
+
+def write_identity_signed_by(folder: Path, user_id: int | str, issuer: TlsFiles, *,
+                             trust: list[TeamCA] | None = None) -> TlsFiles:
+    """A leaf for ``user_id`` signed by the key of ``issuer`` (e.g. a pinned personal
+    certificate, which must vouch for nothing but itself); the chain file holds both."""
+    folder.mkdir(parents=True, exist_ok=True)
+    issuer_key = serialization.load_pem_private_key(issuer.key.read_bytes(), password=None)
+    issuer_cert = x509.load_pem_x509_certificate(issuer.certificate_chain.read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder()
+            .subject_name(_name(str(user_id))).issuer_name(issuer_cert.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(str(user_id))]),
+                           critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                issuer_key.public_key()), critical=False)  # type: ignore[arg-type]
+            .sign(issuer_key, hashes.SHA256()))  # type: ignore[arg-type]
+    files = TlsFiles(key=folder / f"{user_id}.pem",
+                     certificate_chain=folder / f"{user_id}_crt.pem",
+                     ca_bundle=folder / "ca_bundle.pem")
+    files.key.write_bytes(_pem_key(key))
+    files.key.chmod(0o600)
+    files.certificate_chain.write_bytes(_pem(cert) + _pem(issuer_cert))
+    files.ca_bundle.write_bytes(b"".join(_pem(ca.cert) for ca in trust or []))
+    return files

@@ -54,3 +54,20 @@ def test_unknown_keys_are_ignored_not_fatal(tmp_path: Path) -> None:
     path.write_text("[future]\nx = 1\n[lan]\nnew_knob = true\ninterval_s = 3\n")
     config = load_config(path)
     assert config.lan.interval_s == 3.0
+
+
+def test_download_policy_keeps_channels_manual_unless_the_user_says_always(tmp_path) -> None:
+    from chimera_tk.config import FileSettings, downloads_automatically, downloads_folder
+
+    default = FileSettings()
+    assert downloads_automatically(default, "user", 10)
+    assert downloads_automatically(default, "group", 10)
+    assert not downloads_automatically(default, "channel", 10)
+    assert not downloads_automatically(default, "supergroup", 10)
+    assert not downloads_automatically(default, "user", 51 * 2**20)  # over 50 MB
+    assert downloads_automatically(FileSettings(auto_download="always"), "channel", 10)
+    assert not downloads_automatically(FileSettings(auto_download="never"), "user", 10)
+    assert downloads_automatically(FileSettings(auto_download_max_mb=0), "user", 2**40)
+    assert downloads_folder(default, tmp_path / "p") == tmp_path / "p"
+    chosen = FileSettings(downloads_dir=str(tmp_path / "mine"))
+    assert downloads_folder(chosen, tmp_path / "p") == tmp_path / "mine"

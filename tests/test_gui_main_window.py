@@ -193,3 +193,33 @@ def test_an_open_chat_never_keeps_an_unread_badge(app) -> None:
     app.events.post(DialogChanged(app.store.dialogs.get(1)))
     assert pump_until(app, lambda: app.store.dialogs.get(1).unread_count == 0)
     assert pump_until(app, lambda: dict((i, b) for i, _, b in app.window.dialogs.rows())[1] == "")
+
+
+def test_status_texts_are_shortened_to_fit_and_keep_their_whole_text() -> None:
+    from chimera_tk.views.status_bar import fit_texts
+
+    texts = {"a": "x" * 40, "b": "y" * 10, "c": "z" * 30}
+    fitted = fit_texts(texts, 60, len)  # one "pixel" per character
+    assert sum(len(t) for t in fitted.values()) <= 60
+    assert fitted["b"] == "y" * 10  # short texts are left alone
+    assert fitted["a"].endswith("…") and fitted["c"].endswith("…")
+    assert fit_texts(texts, 1000, len) == texts
+    tiny = fit_texts(texts, 0, len, shortest=14)
+    assert all(len(t) <= 14 or t == texts[k] for k, t in tiny.items())
+
+
+@pytest.mark.gui
+def test_a_long_status_never_pushes_the_meter_or_settings_out(app) -> None:
+    from chimera_tk.events import StatusChanged
+
+    long_text = "Certificate: renewal failing — expires 27 Nov 12:24 " + "and more " * 20
+    app.events.post(StatusChanged("certificate", long_text, "warning"))
+    bar = app.window.status_bar
+    assert pump_until(app, lambda: bar.text("certificate") == long_text)
+    app.root.update()
+    shown = bar.labels["certificate"].cget("text")
+    assert shown.endswith("…") and len(shown) < len(long_text)
+    meter = app.window.lan_meter
+    assert pump_until(app, lambda: meter.winfo_width() >= meter.winfo_reqwidth())
+    label_right = bar.labels["certificate"].winfo_x() + bar.labels["certificate"].winfo_width()
+    assert label_right <= meter.winfo_x()

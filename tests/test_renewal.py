@@ -94,7 +94,7 @@ def test_expired_certificate_keeps_the_lan_off_and_the_app_running(
     assert app.lan is None
     assert not any(isinstance(w, RenewalWorker) for w in app.workers)
     lan = [s.text for s in statuses if s.component == "lan"]
-    assert lan == ["LAN: off — certificate expired; renew with chimera --renew"]
+    assert lan == ["LAN: off — certificate expired; get a new one with chimera --new"]
     assert any("expired" in s.text and s.component == "certificate" for s in statuses)
     with pytest.raises(OSError):  # nobody listens on the peer port
         socket.create_connection(("127.0.0.1", config.lan.peer_port), timeout=2).close()

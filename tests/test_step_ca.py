@@ -1,195 +1,48 @@
 """Chimera's CA client against a real step-ca (smallstep/certificates 0.19.0, Debian 12 sources).
 
-The binary comes from ``scripts/build-step-ca`` (cached under build/step-ca/). If it cannot be
-built, these tests fail rather than skip: the step-ca compatibility they check is a promise of
-issue 5. The CA is configured without the ``step`` CLI: root, intermediate and the JWK
-provisioner key are made here with ``cryptography``, and tokens are minted by the same
-:func:`chimera_tk.identity.tokens.issue_token` the identity provider uses.
+The step-ca comes from tests/step_ca_harness.py (built by ``scripts/build-step-ca``, cached under
+build/step-ca/; a failed build fails these tests, never skips them). It is configured from a
+Chimera CA folder the way an admin hands signing to step-ca (``chimera-identity step-ca``), and
+tokens are minted by the identity provider's own :meth:`Authority.enrollment_token`.
+The same client behaviours against both CAs are in tests/test_client_suite_both_cas.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
+import jwt
 import pytest
-import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from chimera_tk.config import Config, TeamSettings
 from chimera_tk.errors import UserError
-from chimera_tk.identity.tokens import issue_token, public_jwk
-from chimera_tk.pki.ca_client import RequestRefused, StepCAClient
-from chimera_tk.pki.certs import certificate_pem, fingerprint_sha256, verify_client_chain
+from chimera_tk.identity.authority import ApiError, Authority
+from chimera_tk.identity.layout import AuthorityFiles, load_settings
+from chimera_tk.pki.ca_client import RequestRefused
+from chimera_tk.pki.certs import fingerprint_sha256, verify_client_chain
 from chimera_tk.pki.enroll import write_identity_files
 from chimera_tk.pki.identity import Identity, certificate_user_id
 from chimera_tk.pki.keys import build_csr, csr_to_pem, generate_private_key, private_key_to_pem
 from chimera_tk.pki.lifecycle import renew_certificate, revoke_certificate
 from chimera_tk.profiles import ProfilePaths, profile_paths
-from tests.test_identity_server import free_port
+from tests.step_ca_harness import StepCA, build_step_ca, running_step_ca
 
 pytestmark = pytest.mark.slow
-
-REPO = Path(__file__).resolve().parent.parent
-BUILD_SCRIPT = REPO / "scripts" / "build-step-ca"
-BINARY = REPO / "build" / "step-ca" / "step-ca"
-PROVISIONER = "chimera"
-PASSWORD = "intermediate-key-password"
-
-
-@dataclass
-class StepCA:
-    url: str
-    root: x509.Certificate
-    root_bundle: Path
-    provisioner_key: ec.EllipticCurvePrivateKey
-    kid: str
-    log_path: Path
-
-    def token(self, user_id: int) -> str:
-        """A one-time token for ``user_id``, minted as the identity provider mints it."""
-        return issue_token(self.provisioner_key, kid=self.kid, issuer=PROVISIONER,
-                           audience=f"{self.url}/1.0/sign", subject=str(user_id),
-                           sans=[str(user_id)], root_fingerprint=fingerprint_sha256(self.root),
-                           now=datetime.now(UTC))
-
-    def client(self, identity: Identity | None = None) -> StepCAClient:
-        mtls = None if identity is None else (identity.cert_path, identity.key_path)
-        return StepCAClient(self.url, self.root_bundle, timeout=(5.0, 20.0),
-                            client_identity=mtls)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
 
 
 @pytest.fixture(scope="session")
 def step_ca_binary() -> Path:
-    started = time.monotonic()
-    built = subprocess.run([str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=600)
-    if built.returncode != 0 or not BINARY.is_file():
-        pytest.fail(f"scripts/build-step-ca failed ({built.returncode}):\n"
-                    f"{built.stdout[-3000:]}\n{built.stderr[-3000:]}", pytrace=False)
-    print(f"step-ca ready in {time.monotonic() - started:.1f} s")
-    return BINARY
-
-
-def _ca_certificate(subject: str, key: ec.EllipticCurvePrivateKey,
-                    issuer: x509.Certificate | None, issuer_key: ec.EllipticCurvePrivateKey,
-                    path_length: int) -> x509.Certificate:
-    now = datetime.now(UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    builder = (x509.CertificateBuilder()
-               .subject_name(name)
-               .issuer_name(issuer.subject if issuer else name)
-               .public_key(key.public_key())
-               .serial_number(x509.random_serial_number())
-               .not_valid_before(now - timedelta(minutes=5))
-               .not_valid_after(now + timedelta(days=30))
-               .add_extension(x509.BasicConstraints(ca=True, path_length=path_length),
-                              critical=True)
-               .add_extension(x509.KeyUsage(
-                   digital_signature=True, content_commitment=False, key_encipherment=False,
-                   data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                   crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-               .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                              critical=False)
-               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                   issuer_key.public_key()), critical=False))
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def _write_config(base: Path, port: int) -> tuple[Path, Path, StepCA]:
-    """ca.json and the password file in ``base``; returns them and the CA's description."""
-    secrets_dir, certs_dir = base / "secrets", base / "certs"
-    secrets_dir.mkdir(mode=0o700)
-    certs_dir.mkdir()
-    root_key = ec.generate_private_key(ec.SECP256R1())
-    root = _ca_certificate("Chimera Test Root", root_key, None, root_key, 1)
-    inter_key = ec.generate_private_key(ec.SECP256R1())
-    inter = _ca_certificate("Chimera Test Intermediate", inter_key, root, root_key, 0)
-    (certs_dir / "root_ca.crt").write_text(certificate_pem(root))
-    (certs_dir / "intermediate_ca.crt").write_text(certificate_pem(inter))
-    (secrets_dir / "intermediate_ca_key").write_bytes(inter_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(PASSWORD.encode())))
-    password_file = secrets_dir / "password"
-    password_file.write_text(PASSWORD)
-    password_file.chmod(0o600)
-    provisioner_key = ec.generate_private_key(ec.SECP256R1())
-    jwk = public_jwk(provisioner_key.public_key())
-    config = {
-        "root": str(certs_dir / "root_ca.crt"),
-        "crt": str(certs_dir / "intermediate_ca.crt"),
-        "key": str(secrets_dir / "intermediate_ca_key"),
-        "address": f"127.0.0.1:{port}",
-        "dnsNames": ["127.0.0.1", "localhost"],
-        "logger": {"format": "text"},
-        "db": {"type": "bbolt", "dataSource": str(base / "db" / "step.db")},
-        "authority": {
-            "provisioners": [{"type": "JWK", "name": PROVISIONER, "key": jwk}],
-            "claims": {"minTLSCertDuration": "5m", "maxTLSCertDuration": "264h",
-                       "defaultTLSCertDuration": "240h"},
-        },
-        "tls": {"minVersion": 1.2, "maxVersion": 1.3, "renegotiation": False},
-    }
-    (base / "db").mkdir()
-    config_path = base / "config" / "ca.json"
-    config_path.parent.mkdir()
-    config_path.write_text(json.dumps(config, indent=2))
-    ca = StepCA(url=f"https://127.0.0.1:{port}", root=root,
-                root_bundle=certs_dir / "root_ca.crt", provisioner_key=provisioner_key,
-                kid=jwk["kid"], log_path=base / "step-ca.log")
-    return config_path, password_file, ca
+    return build_step_ca()
 
 
 @pytest.fixture(scope="session")
 def step_ca(step_ca_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StepCA]:
-    base = tmp_path_factory.mktemp("step-ca")
-    config_path, password_file, ca = _write_config(base, free_port())
-    env = {**os.environ, "STEPPATH": str(base), "HOME": str(base)}
-    with ca.log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(step_ca_binary), "--password-file", str(password_file), str(config_path)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-    try:
-        _wait_for_health(ca, process)
+    with running_step_ca(step_ca_binary, tmp_path_factory.mktemp("step-ca")) as ca:
         yield ca
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_for_health(ca: StepCA, process: subprocess.Popen[bytes]) -> None:
-    session = requests.Session()
-    session.trust_env = False  # REQUESTS_CA_BUNDLE would override verify= otherwise
-    deadline = time.monotonic() + 20
-    try:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"step-ca exited ({process.returncode}):\n{ca.log()}", pytrace=False)
-            try:
-                answer = session.get(f"{ca.url}/health", verify=str(ca.root_bundle), timeout=2)
-                if answer.status_code == 200 and answer.json().get("status") == "ok":
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-    finally:
-        session.close()
-    pytest.fail(f"step-ca did not become healthy within 20 s:\n{ca.log()}", pytrace=False)
 
 
 _next_id = iter(range(7_000_001, 7_001_000))
@@ -259,3 +112,27 @@ def test_renew_revoke_then_renew_refused(step_ca: StepCA, tmp_path: Path) -> Non
     with step_ca.client(renewed) as client, pytest.raises(RequestRefused) as twice:
         client.revoke(renewed.serial, 1, "again")
     assert twice.value.status in (400, 401)
+
+
+def test_provider_tokens_name_the_step_ca_and_cannot_be_spent_at_the_provider(
+        step_ca: StepCA) -> None:
+    user_id = next(_next_id)
+    token = step_ca.token(user_id)
+    assert load_settings(AuthorityFiles(step_ca.directory)).ca_url == step_ca.url
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["aud"] == f"{step_ca.url}/1.0/sign"
+    header = jwt.get_unverified_header(token)
+    config = json.loads((step_ca.directory / "step-ca" / "ca.json").read_text())
+    assert header["kid"] == config["authority"]["provisioners"][0]["key"]["kid"]
+    # The provider's own /1.0/sign takes only tokens for itself: no second certificate.
+    authority = Authority.open(step_ca.directory)
+    try:
+        with pytest.raises(ApiError) as refused:
+            authority.sign(csr_to_pem(build_csr(generate_private_key(), user_id)), token)
+    finally:
+        authority.close()
+    assert (refused.value.status, refused.value.message) == (
+        401, "the token is meant for another CA address")
+    with step_ca.client() as client:  # step-ca itself takes it
+        assert certificate_user_id(client.sign(
+            csr_to_pem(build_csr(generate_private_key(), user_id)), token).leaf) == user_id

@@ -129,6 +129,13 @@ class Authority:
     def sign_audience(self) -> str:
         return self.settings.url + SIGN_PATH
 
+    @property
+    def enrollment_audience(self) -> str:
+        """Where enrollment tokens are redeemed: the team's step-ca when ``ca_url`` names one,
+        else this CA. This CA's own /1.0/sign still takes only its own audience, so a token
+        meant for the step-ca cannot be spent twice, once there and once here."""
+        return (self.settings.ca_url or self.settings.url) + SIGN_PATH
+
     def create_invite(self, user_id: int, name: str, valid_for: timedelta) -> str:
         """A new invite code for ``user_id``; only a digest of its secret is stored."""
         now = self._clock()
@@ -160,7 +167,7 @@ class Authority:
         """
         return issue_token(
             self._provisioner_key, kid=self.settings.provisioner_kid,
-            issuer=self.settings.provisioner_name, audience=self.sign_audience,
+            issuer=self.settings.provisioner_name, audience=self.enrollment_audience,
             subject=str(user_id), sans=[str(user_id)], root_fingerprint=self.root_fingerprint,
             now=self._clock())
 

@@ -2,9 +2,10 @@
 
 ``init`` makes a CA folder, ``invite`` prints a one-time invite code (as its last line), ``serve``
 answers enrollment over HTTPS, ``telegram-login`` signs in the Telegram account that sends
-enrollment codes, ``list`` shows issued certificates (and which are revoked) and
-open invites, ``revoke`` puts certificates on the CRL, offline on the state file. Bad flags
-give one line and exit code 2; problems the admin can fix give one line and exit code 1.
+enrollment codes, ``step-ca`` hands signing to a real step-ca, ``list`` shows issued
+certificates (and which are revoked) and open invites, ``revoke`` puts certificates on the CRL,
+offline on the state file. Bad flags give one line and exit code 2; problems the admin can fix
+give one line and exit code 1.
 """
 
 from __future__ import annotations
@@ -104,6 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the user account's phone number (asked for if not given)")
     login.set_defaults(run=_telegram_login)
 
+    step_ca = commands.add_parser(
+        "step-ca", parents=[folder],
+        help="let a real step-ca sign, renew and revoke; write its ca.json from DIR's keys")
+    step_ca.add_argument("--ca-url", type=_base_url, required=True, metavar="https://HOST:PORT",
+                         help="the address clients will use for the step-ca")
+    step_ca.add_argument("--listen", metavar="HOST:PORT",
+                         help="step-ca's listening address (default: all, the port of --ca-url)")
+    step_ca.set_defaults(run=_step_ca)
+
     listing = commands.add_parser("list", parents=[folder],
                                   help="show issued certificates and open invites")
     listing.set_defaults(run=_list)
@@ -161,9 +171,11 @@ def _invite(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from chimera_tk.identity.server import parse_listen, serve
+    from chimera_tk.logging_setup import debug_log_forced
     from chimera_tk.pki.urls import url_port
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+    logging.basicConfig(level=logging.DEBUG if debug_log_forced() else logging.INFO,
+                        stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     authority = _open(args.dir)
     try:
@@ -239,6 +251,17 @@ def _revoke(args: argparse.Namespace) -> int:
     finally:
         authority.close()
     print("It is on the CRL now; peers refuse it once they fetch the CRL again.")
+    return 0
+
+
+def _step_ca(args: argparse.Namespace) -> int:
+    from chimera_tk.identity.step_ca import use_step_ca
+
+    _open(args.dir).close()  # a CA folder, or one clear line
+    config_path = use_step_ca(args.dir, args.ca_url, listen=args.listen)
+    print(f"Wrote {config_path}; enrollment tokens now name the step-ca at {args.ca_url}.")
+    print(f"Start it with: step-ca {config_path}")
+    print(f"Keep serving enrollment with: chimera-identity serve --dir {args.dir}")
     return 0
 
 

@@ -76,6 +76,9 @@ class AuthoritySettings:
     min_lifetime_minutes: float = 5.0
     max_lifetime_hours: float = 264.0
     version: int = SETTINGS_VERSION
+    # A real step-ca that signs, renews and revokes for this team ("" = this folder's own CA);
+    # the provider then mints its enrollment tokens for that step-ca's JWK provisioner.
+    ca_url: str = ""
 
     def to_json(self) -> bytes:
         return (json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
@@ -107,6 +110,9 @@ def load_settings(files: AuthorityFiles) -> AuthoritySettings:
 def _check(settings: AuthoritySettings) -> None:
     if normalize_base_url(settings.url) != settings.url:
         raise ValueError(f"url {settings.url!r} is not in the form https://HOST:PORT")
+    if settings.ca_url and (not isinstance(settings.ca_url, str)
+                            or normalize_base_url(settings.ca_url) != settings.ca_url):
+        raise ValueError(f"ca_url {settings.ca_url!r} is not in the form https://HOST:PORT")
     for name in ("team_name", "provisioner_name", "provisioner_kid"):
         if not isinstance(getattr(settings, name), str) or not getattr(settings, name):
             raise ValueError(f"{name} must be a non-empty string")

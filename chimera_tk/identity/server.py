@@ -25,6 +25,7 @@ at 64 KiB and checked for shape here; the rules live in :mod:`chimera_tk.identit
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import ssl
@@ -63,6 +64,12 @@ _NO_CHECK_TIME = 0x200000
 AUTHORITY = web.AppKey("authority", Authority)
 TELEGRAM_CODES = web.AppKey("telegram_codes", TelegramCodes)
 MAX_CODE_LENGTH = 20
+# Slow clients: aiohttp closes a connection that has not completed a request within the
+# keep-alive timeout of connecting (or of its previous answer); a body that trickles in is cut
+# off after BODY_TIMEOUT_S. Without them a slowloris client held its socket for 75 s, or forever.
+# (A TLS handshake that never completes is dropped by asyncio after 60 s.)
+KEEPALIVE_TIMEOUT_S = 15.0
+BODY_TIMEOUT_S = 10.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -123,7 +130,7 @@ def serve(authority: Authority, host: str, port: int) -> None:
     context = server_ssl_context(authority.files)
     print(f"chimera-identity: serving {authority.settings.url} on {host}:{port}", flush=True)
     web.run_app(app, host=host, port=port, ssl_context=context, print=None,
-                handle_signals=True, shutdown_timeout=5)
+                handle_signals=True, shutdown_timeout=5, keepalive_timeout=KEEPALIVE_TIMEOUT_S)
 
 
 @web.middleware
@@ -233,7 +240,7 @@ async def _sign(request: web.Request) -> web.Response:
 
 
 async def _renew(request: web.Request) -> web.Response:
-    await request.read()  # step-ca sends an empty body; anything is ignored (and capped)
+    await _read_body(request)  # step-ca sends an empty body; anything is ignored (and capped)
     presented = _peer_certificate(request)
     if presented is None:
         raise ApiError(400, "renewing needs the current certificate, presented over mutual TLS")
@@ -284,7 +291,7 @@ def _peer_certificate(request: web.Request) -> x509.Certificate | None:
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()  # raises 413 beyond client_max_size
+    raw = await _read_body(request)
     try:
         body = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
@@ -292,6 +299,15 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ApiError(400, "the request body must be a JSON object")
     return body
+
+
+async def _read_body(request: web.Request) -> bytes:
+    """The whole body, at most MAX_BODY_BYTES (413 beyond) and within BODY_TIMEOUT_S (408)."""
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            return await request.read()
+    except TimeoutError:
+        raise ApiError(408, "the request body did not arrive in time") from None
 
 
 def _string(body: dict[str, Any], name: str, max_length: int) -> str:

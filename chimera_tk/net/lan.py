@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from chimera_tk.config import LanSettings
+from chimera_tk.errors import ChimeraError
 from chimera_tk.events import (
     DialogChanged,
     EventDispatcher,
@@ -22,15 +25,23 @@ from chimera_tk.events import (
     PeerVerified,
     StatusChanged,
 )
+from chimera_tk.net.callback_budget import CallbackBudget
+from chimera_tk.net.pairing.events import PinsChanged
+from chimera_tk.net.pairing.watch import PinsWatcher
 from chimera_tk.net.peer.tls import TlsFiles
 from chimera_tk.net.peer.worker import PeerLimits, PeerWorker
 from chimera_tk.net.revocation import CrlWatcher
 from chimera_tk.pki.identity import Identity
+from chimera_tk.pki.pairing import PinStore, pins_path
 from chimera_tk.profiles import ProfilePaths
 from chimera_tk.store import Store
+from chimera_tk.store.changes import ChangeEntry
 from chimera_tk.store.records import Dialog, Message, OutboxEntry
 
 log = logging.getLogger(__name__)
+
+# Neither CA renews an expired certificate (nor does the client try), so point at --new.
+EXPIRED_LAN_STATUS = "LAN: off — certificate expired; get a new one with chimera --new"
 
 
 class LanService:
@@ -41,20 +52,29 @@ class LanService:
     def __init__(self, identity: Identity, settings: LanSettings, paths: ProfilePaths,
                  store: Store, emit: Callable[[object], None], dispatcher: EventDispatcher, *,
                  display_name: str, on_reachable: Callable[[], None],
-                 limits: PeerLimits | None = None, crl_url: str = "") -> None:
+                 limits: PeerLimits | None = None, crl_url: str = "",
+                 key_password: Callable[[], bytes] | None = None,
+                 downloads: Path | None = None) -> None:
         self.identity = identity
         self._settings = settings
         self._store = store
         self._emit = emit
         self._on_reachable = on_reachable
-        tls = TlsFiles(identity.key_path, identity.cert_path, identity.ca_bundle_path)
+        self._key_password = key_password  # for a passphrase-protected key (pki/key_unlock.py)
+        self._pins = pins_path(paths)  # paired peers' certificates, trusted besides the team
+        tls = TlsFiles(identity.key_path, identity.cert_path, identity.ca_bundle_path,
+                       password=key_password, pins=self._pins)
         self.peer = PeerWorker(identity.user_id, display_name, tls, paths.database,
-                               paths.downloads, emit, port=settings.peer_port, limits=limits)
+                               downloads or paths.downloads, emit, port=settings.peer_port,
+                               limits=limits)
         self.discovery = None
         # No CA address means no CRL to fetch; start() logs that revocation is not enforced.
         self.crl = CrlWatcher(crl_url, identity.ca_bundle_path, identity.cert_path,
                               settings.crl_refresh_s, self.peer.set_revoked) if crl_url else None
         self.verified: dict[int, str] = {}  # user id -> address; main thread only
+        self.callbacks = CallbackBudget(settings.interval_s)  # forged announcements: bounded
+        # everyone announcing now, verified or not (the pairing dialog lists the others)
+        self.announced: dict[int, str] = {}  # user id -> address; main thread only
         self.expired = False
         self._stopped = False
         self._expiry: threading.Timer | None = None
@@ -63,7 +83,9 @@ class LanService:
             dispatcher.subscribe(PeerExpired, self._on_expired),
             dispatcher.subscribe(PeerVerified, self._on_verified),
             dispatcher.subscribe(PeerUnavailable, self._on_unavailable),
+            dispatcher.subscribe(PinsChanged, self._on_pins_changed),
         ]
+        self.pins_watcher = PinsWatcher(PinStore(self._pins), emit)
 
     # -- Worker ----------------------------------------------------------------------------------
 
@@ -71,6 +93,7 @@ class LanService:
         from chimera_tk.net.discovery.worker import DiscoveryWorker
 
         self.peer.start()
+        self.pins_watcher.start()
         if self.crl is not None:
             self.crl.start()
         else:
@@ -107,8 +130,7 @@ class LanService:
                     self.identity.serial)
         self.expired = True
         self.stop()
-        self._emit(StatusChanged("lan", "LAN: off — certificate expired; renew with "
-                                        "chimera --renew", "error"))
+        self._emit(StatusChanged("lan", EXPIRED_LAN_STATUS, "error"))
         self._emit(StatusChanged("certificate", certificate_status(self.identity)))
 
     def stop(self) -> None:
@@ -123,10 +145,11 @@ class LanService:
             self.discovery.stop()
         if self.crl is not None:
             self.crl.stop()
+        self.pins_watcher.stop()
         self.peer.stop()
 
     def join(self, timeout: float) -> bool:
-        done = self.peer.join(timeout)
+        done = self.peer.join(timeout) and self.pins_watcher.join(timeout)
         if self.crl is not None:
             done = self.crl.join(timeout) and done
         if self.discovery is not None:
@@ -137,12 +160,38 @@ class LanService:
         """A renewed certificate (same key and id): new connections present it. Any thread."""
         self.identity = identity
         self.peer.reload_tls(TlsFiles(identity.key_path, identity.cert_path,
-                                      identity.ca_bundle_path))
+                                      identity.ca_bundle_path, password=self._key_password,
+                                      pins=self._pins))
         if not self._stopped:
             self._watch_expiry()
         if self.crl is not None:
             self.crl.set_chain(identity.cert_path)
         log.info("LAN now presents certificate serial %x", identity.serial)
+
+    def _on_pins_changed(self, event: PinsChanged) -> None:
+        if not self._stopped:
+            self.pins_changed(event.removed)
+
+    def pins_changed(self, unpaired: tuple[int, ...] = ()) -> None:
+        """pins.json changed (paired or unpaired): new connections trust the new set; unpaired
+        users' open connections are dropped. Main thread."""
+        try:
+            self.peer.reload_tls(TlsFiles(self.identity.key_path, self.identity.cert_path,
+                                          self.identity.ca_bundle_path,
+                                          password=self._key_password, pins=self._pins))
+        except (ChimeraError, OSError, ValueError) as exc:
+            log.error("paired certificates not reloaded: %s", exc)
+            self._emit(StatusChanged("lan", f"LAN: {exc}", "error"))
+            return
+        log.info("LAN trusts the current paired certificates%s",
+                 f" (unpaired: {', '.join(map(str, unpaired))})" if unpaired else "")
+        for user_id in unpaired:
+            self.peer.drop_peer(user_id, "unpaired")
+            if self.verified.pop(user_id, None) is not None:
+                self._presence_changed(user_id)
+        for user_id in self.announced:
+            if user_id not in self.verified:
+                self.peer.verify(user_id)
 
     # -- Transport -------------------------------------------------------------------------------
 
@@ -152,16 +201,23 @@ class LanService:
     def submit(self, entry: OutboxEntry, message: Message) -> None:
         self.peer.submit(message.dialog_id, message.id)
 
+    def submit_change(self, change: ChangeEntry, message: Message) -> None:
+        self.peer.submit_change(message.dialog_id, message.id, change.version)
+
     # -- presence (main thread) ------------------------------------------------------------------
 
     def _on_announced(self, event: PeerAnnounced) -> None:
         self.peer.learn_address(event.user_id, event.address, event.port)
-        if event.new or event.user_id not in self.verified:
+        self.announced[event.user_id] = event.address
+        if ((event.new or event.user_id not in self.verified)
+                and self.callbacks.allow(event.address, time.monotonic())):
             self.peer.verify(event.user_id)
 
     def _on_expired(self, event: PeerExpired) -> None:
         if self.verified.get(event.user_id, event.address) != event.address:
             return  # an old address of someone who moved: they are still here
+        if self.announced.get(event.user_id) == event.address:
+            del self.announced[event.user_id]
         self.peer.forget_address(event.user_id)
         if self.verified.pop(event.user_id, None) is not None:
             self._presence_changed(event.user_id)

@@ -33,8 +33,10 @@ class RenewalWorker:
 
     def __init__(self, paths: ProfilePaths, config: Config, emit: Callable[[object], None],
                  on_renewed: Callable[[Identity], None], *,
-                 interval_s: float = CHECK_INTERVAL_S, retry_s: float = RETRY_AFTER_S) -> None:
+                 interval_s: float = CHECK_INTERVAL_S, retry_s: float = RETRY_AFTER_S,
+                 passphrase: Callable[[], bytes | None] | None = None) -> None:
         self._paths = paths
+        self._passphrase = passphrase  # of a protected key: the renewal presents it to the CA
         self._config = config
         self._emit = emit
         self._on_renewed = on_renewed
@@ -62,7 +64,8 @@ class RenewalWorker:
     def check_once(self) -> float:
         """One attempt if due; returns how long to wait before the next check."""
         try:
-            renewed = renew_if_due(self._paths, self._config)
+            renewed = renew_if_due(self._paths, self._config, passphrase=(
+                self._passphrase() if self._passphrase is not None else None))
         except ChimeraError as exc:
             return self._failed(str(exc))
         except Exception as exc:  # a bug must not end the schedule; the log has the trace
@@ -83,7 +86,12 @@ class RenewalWorker:
         self.failures += 1
         identity = load_identity(self._paths)
         log.warning("certificate renewal failed (%d in a row): %s", self.failures, reason)
-        if identity is not None and self.failures >= FAILURES_BEFORE_WARNING:
+        if identity is not None and not identity.is_valid_at(datetime.now(UTC)):
+            # Expired while running: no retry can help, so say that, not "renewal failing".
+            from chimera_tk.net.lan import certificate_status
+
+            self._emit(StatusChanged("certificate", certificate_status(identity), "error"))
+        elif identity is not None and self.failures >= FAILURES_BEFORE_WARNING:
             expires = identity.not_after.astimezone()
             self._emit(StatusChanged(
                 "certificate", f"Certificate: renewal failing — expires {expires:%d %b %H:%M}",

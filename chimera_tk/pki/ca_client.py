@@ -123,9 +123,11 @@ class StepCAClient:
 
     def __init__(self, base_url: str, root_bundle: Path, *,
                  timeout: tuple[float, float] = DEFAULT_TIMEOUT,
-                 client_identity: tuple[Path, Path] | None = None) -> None:
+                 client_identity: tuple[Path, Path] | None = None,
+                 key_password: bytes | None = None) -> None:
         self._client = _JsonClient(CERTIFICATE_AUTHORITY, base_url, verify=str(root_bundle),
-                                   timeout=timeout, cert=client_identity)
+                                   timeout=timeout, cert=client_identity,
+                                   key_password=key_password)
 
     def health(self) -> bool:
         return self._client.request("GET", "/health").get("status") == "ok"
@@ -175,7 +177,8 @@ class _JsonClient:
 
     def __init__(self, service: str, base_url: str, *, verify: str | bool,
                  timeout: tuple[float, float],
-                 cert: tuple[Path, Path] | None = None) -> None:
+                 cert: tuple[Path, Path] | None = None,
+                 key_password: bytes | None = None) -> None:
         self.service = service
         self.base_url = base_url.rstrip("/")
         self._verify = verify
@@ -184,6 +187,8 @@ class _JsonClient:
         self._session.trust_env = False  # REQUESTS_CA_BUNDLE would override verify= otherwise
         if cert is not None:
             self._session.cert = (str(cert[0]), str(cert[1]))
+        if key_password is not None:
+            self._session.mount("https://", _KeyPasswordAdapter(key_password))
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         url = self.base_url + path
@@ -219,6 +224,18 @@ class _JsonClient:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class _KeyPasswordAdapter(requests.adapters.HTTPAdapter):
+    """Opens a passphrase-protected client key: requests has no option, urllib3 pools do."""
+
+    def __init__(self, key_password: bytes) -> None:
+        self._key_password = key_password
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["key_password"] = self._key_password
+        super().init_poolmanager(*args, **kwargs)
 
 
 def _read_limited(response: requests.Response) -> bytes:

@@ -16,7 +16,13 @@ from chimera_tk.errors import UserError
 from chimera_tk.pki.certs import fingerprint_sha256, load_pem_chain
 from chimera_tk.pki.enroll import Enrollment, enroll_with_invite, enroll_with_telegram_code
 from chimera_tk.pki.invite import parse_invite
+from chimera_tk.pki.key_unlock import AskSecret
 from chimera_tk.pki.lifecycle import current_identity, renew_certificate, revoke_certificate
+from chimera_tk.pki.passphrase_commands import (
+    new_key_passphrase,
+    remember_passphrase,
+    unlock_for_terminal,
+)
 from chimera_tk.pki.reasons import REASONS, valid_note
 from chimera_tk.pki.urls import InvalidBaseUrl, normalize_base_url
 from chimera_tk.profiles import ProfilePaths
@@ -28,15 +34,26 @@ _NEEDS_INVITE = ("--new needs an invite code from your team admin: "
 
 
 def new_certificate(paths: ProfilePaths, config: Config, invite: str | None = None, *,
-                    stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
-    """Make a key, get a certificate with ``invite`` (asked for on a terminal), save the urls."""
+                    stdin: TextIO | None = None, stdout: TextIO | None = None,
+                    passphrase_prompt: bool = False, remember: bool = False,
+                    ask: AskSecret | None = None) -> int:
+    """Make a key, get a certificate with ``invite`` (asked for on a terminal), save the urls.
+
+    On a terminal the user may protect the new key with a passphrase (asked straight away with
+    ``passphrase_prompt``); scripts get an unprotected key, as before.
+    """
     stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
     code = invite if invite is not None else _ask_for_invite(stdin, stdout)
     parsed = parse_invite(code)
+    passphrase = new_key_passphrase(explicit=passphrase_prompt, stdin=stdin, stdout=stdout,
+                                    ask=ask)
     lifetime = config.team.cert_lifetime_hours
     # Only an explicit setting is sent: a CA's own default may be shorter than ours (step-ca: 24 h).
     enrollment = enroll_with_invite(
-        paths, parsed, lifetime_hours=None if lifetime == _DEFAULT_LIFETIME_HOURS else lifetime)
+        paths, parsed, lifetime_hours=None if lifetime == _DEFAULT_LIFETIME_HOURS else lifetime,
+        passphrase=passphrase)
+    if remember:
+        remember_passphrase(paths, enrollment.identity.user_id, passphrase, stdout=stdout)
     save_config(paths.config_file, dataclasses.replace(config, team=dataclasses.replace(
         config.team, identity_url=enrollment.identity_url, ca_url=enrollment.ca_url,
         # the admin's name for this person is what LAN peers see, unless one was chosen
@@ -49,7 +66,8 @@ def new_certificate_by_telegram(paths: ProfilePaths, config: Config, *,
                                 user_id: int | None = None, phone: str | None = None,
                                 code: str | None = None, fingerprint: str | None = None,
                                 identity_url: str | None = None, stdin: TextIO | None = None,
-                                stdout: TextIO | None = None) -> int:
+                                stdout: TextIO | None = None, passphrase_prompt: bool = False,
+                                remember: bool = False, ask: AskSecret | None = None) -> int:
     """``chimera --new --telegram-id N`` (or ``--phone``): enroll with a code sent on Telegram.
 
     The provider is ``identity_url`` or team.identity_url; its root is pinned by ``fingerprint``
@@ -72,10 +90,15 @@ def new_certificate_by_telegram(paths: ProfilePaths, config: Config, *,
             raise UserError(f"no code given; ask for a new one with: chimera --new {again}")
         return answer
 
+    passphrase = new_key_passphrase(explicit=passphrase_prompt, stdin=stdin, stdout=stdout,
+                                    ask=ask)
     lifetime = config.team.cert_lifetime_hours
     enrollment = enroll_with_telegram_code(
         paths, url, pin, user_id=user_id, phone=phone, code=code, ask_code=ask_code,
-        lifetime_hours=None if lifetime == _DEFAULT_LIFETIME_HOURS else lifetime)
+        lifetime_hours=None if lifetime == _DEFAULT_LIFETIME_HOURS else lifetime,
+        passphrase=passphrase)
+    if remember:
+        remember_passphrase(paths, enrollment.identity.user_id, passphrase, stdout=stdout)
     save_config(paths.config_file, dataclasses.replace(config, team=dataclasses.replace(
         config.team, identity_url=enrollment.identity_url, ca_url=enrollment.ca_url)))
     print(_summary(enrollment, "", paths), file=stdout)
@@ -135,11 +158,13 @@ def _summary(enrollment: Enrollment, name: str, paths: ProfilePaths) -> str:
     ])
 
 
-def renew(paths: ProfilePaths, config: Config, *, stdout: TextIO | None = None) -> int:
+def renew(paths: ProfilePaths, config: Config, *, stdout: TextIO | None = None,
+          stdin: TextIO | None = None, ask: AskSecret | None = None) -> int:
     """``chimera --renew``: a new certificate for the same key, from the team CA."""
     stdout = stdout or sys.stdout
     old = current_identity(paths)
-    new = renew_certificate(paths, config)
+    passphrase = unlock_for_terminal(paths, old, stdin=stdin, ask=ask)
+    new = renew_certificate(paths, config, passphrase=passphrase)
     print(f"Renewed: serial {old.serial:x} replaced by {new.serial:x}, valid until "
           f"{new.not_after:%Y-%m-%d %H:%M} UTC.", file=stdout)
     return 0
@@ -147,7 +172,7 @@ def renew(paths: ProfilePaths, config: Config, *, stdout: TextIO | None = None) 
 
 def revoke(paths: ProfilePaths, config: Config, *, reason: int | None = None,
            note: str | None = None, yes: bool = False, stdin: TextIO | None = None,
-           stdout: TextIO | None = None) -> int:
+           stdout: TextIO | None = None, ask: AskSecret | None = None) -> int:
     """``chimera --revoke``: asks the reason, a note and a confirmation unless given as flags."""
     stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
     identity = current_identity(paths)
@@ -172,7 +197,8 @@ def revoke(paths: ProfilePaths, config: Config, *, reason: int | None = None,
         if answer.lower() != "yes":
             print("Nothing was revoked.", file=stdout)
             return 1
-    revoke_certificate(paths, config, reason, note)
+    passphrase = unlock_for_terminal(paths, identity, stdin=stdin, ask=ask)
+    revoke_certificate(paths, config, reason, note, passphrase=passphrase)
     print(f"Certificate serial {identity.serial:x} revoked ({REASONS[reason]}). "
           "Get a new one with: chimera --new --invite CODE", file=stdout)
     return 0

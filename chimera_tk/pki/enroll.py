@@ -61,10 +61,12 @@ class Enrollment:
 
 def enroll_with_invite(paths: ProfilePaths, invite: Invite, *,
                        lifetime_hours: int | None = None,
-                       timeout: tuple[float, float] = DEFAULT_TIMEOUT) -> Enrollment:
+                       timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+                       passphrase: bytes | None = None) -> Enrollment:
     """Get a certificate for ``invite.user_id`` and store key, chain and root in the profile.
 
-    ``lifetime_hours`` asks the CA for that validity; None takes the CA's default.
+    ``lifetime_hours`` asks the CA for that validity; None takes the CA's default. With a
+    ``passphrase`` the new key is written encrypted with it.
     """
     def redeem(provider: IdentityProviderClient) -> str:
         try:
@@ -74,14 +76,15 @@ def enroll_with_invite(paths: ProfilePaths, invite: Invite, *,
                             f"{refused.reason}") from None
 
     return _enroll(paths, invite.url, invite.root_fingerprint, redeem, invite.user_id,
-                   lifetime_hours=lifetime_hours, timeout=timeout)
+                   lifetime_hours=lifetime_hours, timeout=timeout, passphrase=passphrase)
 
 
 def enroll_with_telegram_code(paths: ProfilePaths, url: str, fingerprint: str, *,
                               user_id: int | None = None, phone: str | None = None,
                               code: str | None = None, ask_code: Callable[[], str],
                               lifetime_hours: int | None = None,
-                              timeout: tuple[float, float] = DEFAULT_TIMEOUT) -> Enrollment:
+                              timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+                              passphrase: bytes | None = None) -> Enrollment:
     """Enroll by a code sent to Telegram account ``user_id`` (or the one with ``phone``).
 
     Without ``code`` the provider is asked to send one and ``ask_code()`` reads it (it may raise
@@ -99,12 +102,13 @@ def enroll_with_telegram_code(paths: ProfilePaths, url: str, fingerprint: str, *
                 from None
 
     return _enroll(paths, url, fingerprint, redeem, user_id, lifetime_hours=lifetime_hours,
-                   timeout=timeout)
+                   timeout=timeout, passphrase=passphrase)
 
 
 def _enroll(paths: ProfilePaths, url: str, fingerprint: str,
             redeem: Callable[[IdentityProviderClient], str], user_id: int | None, *,
-            lifetime_hours: int | None, timeout: tuple[float, float]) -> Enrollment:
+            lifetime_hours: int | None, timeout: tuple[float, float],
+            passphrase: bytes | None = None) -> Enrollment:
     """Pin the root, get a token with ``redeem``, have a new key certified, check, then save.
 
     ``user_id`` None (enrollment by phone) takes the id the token was issued for.
@@ -126,7 +130,8 @@ def _enroll(paths: ProfilePaths, url: str, fingerprint: str,
             signed = ca.sign(csr_to_pem(csr), token,
                              not_after=f"{lifetime_hours}h" if lifetime_hours else None)
     _check_issued(signed, key, user_id, root)
-    identity = write_identity_files(paths, user_id, private_key_to_pem(key), signed, root)
+    identity = write_identity_files(paths, user_id, private_key_to_pem(key, passphrase), signed,
+                                    root)
     return Enrollment(identity=identity, identity_url=url, ca_url=ca_url)
 
 

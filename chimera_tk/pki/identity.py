@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from chimera_tk.pki.certs import load_pem_chain
-from chimera_tk.pki.keys import load_private_key, same_public_key
+from chimera_tk.pki.keys import is_encrypted, load_private_key, same_public_key
 from chimera_tk.pki.userid import InvalidUserId, parse_user_id
 from chimera_tk.profiles import ProfilePaths
 
@@ -68,6 +68,10 @@ class Identity:
     not_before: datetime
     not_after: datetime
     issuer: str
+    # A protected key cannot be matched to the certificate until it is unlocked: see key_unlock.
+    key_encrypted: bool = False
+    # A personal certificate (pki/personal.py): peers trust it only after pairing.
+    self_signed: bool = False
 
     def is_valid_at(self, when: datetime) -> bool:
         return self.not_before <= when < self.not_after
@@ -82,12 +86,14 @@ def load_identity(paths: ProfilePaths) -> Identity | None:
     """The profile's identity, or None if it has no complete, consistent one.
 
     An identity is ``<id>.pem`` + ``<id>_crt.pem`` + ``ca_bundle.pem`` where the certificate names
-    ``<id>`` and certifies that key. Damaged or mismatched pairs (for instance a crash between
-    writing a new key and its certificate) are skipped with a warning. With several ids, the one
-    whose certificate expires last wins.
+    ``<id>`` and certifies that key (a passphrase-protected key can only be checked when it is
+    unlocked: ``KeyUnlocker.unlock`` does it, and ``key_encrypted`` says so). Damaged or
+    mismatched pairs (for instance a crash between writing a new key and its certificate) are
+    skipped with a warning. With several ids, the one
+    whose certificate expires last wins. A profile without ``ca_bundle.pem`` may still have a
+    personal (self-signed) identity for pairing; a team identity is preferred over a personal one.
     """
-    if not paths.ca_bundle.is_file():
-        return None
+    team = paths.ca_bundle.is_file()  # without team roots only a personal certificate works
     candidates = []
     for key_path in sorted(paths.root.glob("*.pem")):
         match = _KEY_FILE.fullmatch(key_path.name)
@@ -95,11 +101,12 @@ def load_identity(paths: ProfilePaths) -> Identity | None:
             continue
         user_id = int(match.group(1))
         identity = _read_identity(paths, user_id)
-        if identity is not None:
+        if identity is not None and (team or identity.self_signed):
             candidates.append(identity)
     if not candidates:
         return None
-    return max(candidates, key=lambda identity: (identity.not_after, identity.user_id))
+    return max(candidates, key=lambda identity: (not identity.self_signed, identity.not_after,
+                                                 identity.user_id))
 
 
 def _read_identity(paths: ProfilePaths, user_id: int) -> Identity | None:
@@ -109,6 +116,10 @@ def _read_identity(paths: ProfilePaths, user_id: int) -> Identity | None:
     try:
         leaf = load_pem_chain(cert_path.read_bytes())[0]
         named = certificate_user_id(leaf)
+        if is_encrypted(key_path):
+            if named != user_id:
+                raise ValueError("the certificate names another id")
+            return identity_from_certificate(leaf, paths, user_id)
         key = load_private_key(key_path)
     except (OSError, ValueError, TypeError) as exc:
         log.warning("ignoring identity %s in %s: %s", user_id, paths.root, _reason(exc))
@@ -123,11 +134,17 @@ def _read_identity(paths: ProfilePaths, user_id: int) -> Identity | None:
 def identity_from_certificate(leaf: x509.Certificate, paths: ProfilePaths,
                               user_id: int) -> Identity:
     """The Identity that ``leaf`` describes, with the profile's file paths for ``user_id``."""
+    key_path = paths.private_key(user_id)
+    try:
+        key_encrypted = is_encrypted(key_path)
+    except OSError:
+        key_encrypted = False
     return Identity(
-        user_id=user_id, key_path=paths.private_key(user_id),
+        user_id=user_id, key_path=key_path,
         cert_path=paths.certificate(user_id), ca_bundle_path=paths.ca_bundle,
         serial=leaf.serial_number, not_before=leaf.not_valid_before_utc,
-        not_after=leaf.not_valid_after_utc, issuer=leaf.issuer.rfc4514_string())
+        not_after=leaf.not_valid_after_utc, issuer=leaf.issuer.rfc4514_string(),
+        key_encrypted=key_encrypted, self_signed=leaf.issuer == leaf.subject)
 
 
 def _reason(exc: Exception) -> str:

@@ -29,7 +29,7 @@ from chimera_tk.pki.identity import (
     identity_from_certificate,
     load_identity,
 )
-from chimera_tk.pki.keys import load_private_key, same_public_key
+from chimera_tk.pki.keys import KeyLockedError, load_private_key, same_public_key
 from chimera_tk.profiles import ProfilePaths
 
 log = logging.getLogger(__name__)
@@ -46,13 +46,18 @@ def current_identity(paths: ProfilePaths) -> Identity:
 
 def renew_certificate(paths: ProfilePaths, config: Config, *,
                       timeout: tuple[float, float] = DEFAULT_TIMEOUT,
-                      now: datetime | None = None) -> Identity:
-    """Renew the profile's certificate; returns the new identity (same key and id)."""
+                      now: datetime | None = None,
+                      passphrase: bytes | None = None) -> Identity:
+    """Renew the profile's certificate; returns the new identity (same key and id).
+
+    ``passphrase`` opens a protected key; the key file itself is never rewritten, so its
+    protection stays as it is.
+    """
     identity = current_identity(paths)
     if not identity.is_valid_at(now or datetime.now(UTC)):
         raise UserError(f"the certificate expired on {identity.not_after:%Y-%m-%d %H:%M} UTC and "
                         f"cannot be renewed; {_GET_A_NEW_ONE}")
-    with _client(paths, config, identity, timeout) as ca:
+    with _client(paths, config, identity, timeout, passphrase) as ca:
         try:
             signed = ca.renew()
         except RequestRefused as refused:
@@ -60,7 +65,7 @@ def renew_certificate(paths: ProfilePaths, config: Config, *,
     root = load_pem_chain(paths.ca_bundle.read_bytes())[0]
     leaf = signed.chain[0]
     try:
-        key = load_private_key(identity.key_path)
+        key = load_private_key(identity.key_path, passphrase)
         if certificate_user_id(leaf) != identity.user_id or not same_public_key(key, leaf):
             raise UntrustedCertificate("not our key or not our id")
         verify_client_chain(leaf, [c for c in signed.chain[1:] if c != root], root)
@@ -75,7 +80,8 @@ def renew_certificate(paths: ProfilePaths, config: Config, *,
 
 
 def renew_if_due(paths: ProfilePaths, config: Config, *, now: datetime | None = None,
-                 timeout: tuple[float, float] = DEFAULT_TIMEOUT) -> bool:
+                 timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+                 passphrase: bytes | None = None) -> bool:
     """Renew when :meth:`Identity.renewal_due` says so; True if a new certificate was saved.
 
     False when there is nothing to do (no identity, no CA configured, not due yet). A failed
@@ -84,15 +90,16 @@ def renew_if_due(paths: ProfilePaths, config: Config, *, now: datetime | None = 
     identity = load_identity(paths)
     if identity is None or not config.team.ca_url or not identity.renewal_due(now):
         return False
-    renew_certificate(paths, config, timeout=timeout, now=now)
+    renew_certificate(paths, config, timeout=timeout, now=now, passphrase=passphrase)
     return True
 
 
 def revoke_certificate(paths: ProfilePaths, config: Config, reason_code: int, note: str, *,
-                       timeout: tuple[float, float] = DEFAULT_TIMEOUT) -> Identity:
+                       timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+                       passphrase: bytes | None = None) -> Identity:
     """Revoke the profile's certificate over mutual TLS with it; returns what was revoked."""
     identity = current_identity(paths)
-    with _client(paths, config, identity, timeout) as ca:
+    with _client(paths, config, identity, timeout, passphrase) as ca:
         try:
             ca.revoke(identity.serial, reason_code, note)
         except RequestRefused as refused:
@@ -102,13 +109,17 @@ def revoke_certificate(paths: ProfilePaths, config: Config, reason_code: int, no
 
 
 def _client(paths: ProfilePaths, config: Config, identity: Identity,
-            timeout: tuple[float, float]) -> StepCAClient:
+            timeout: tuple[float, float], passphrase: bytes | None = None) -> StepCAClient:
+    if identity.key_encrypted and passphrase is None:
+        raise KeyLockedError(f"the private key {identity.key_path.name} is protected by a "
+                             "passphrase and it was not unlocked")
     if not config.team.ca_url:
         raise UserError("no team CA address is set (team.ca_url in config.toml); "
                         "set it with chimera --variables")
     bundle: Path = paths.ca_bundle
     return StepCAClient(config.team.ca_url, bundle, timeout=timeout,
-                        client_identity=(identity.cert_path, identity.key_path))
+                        client_identity=(identity.cert_path, identity.key_path),
+                        key_password=passphrase)
 
 
 def _refusal(action: str, identity: Identity, refused: RequestRefused) -> UserError:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from chimera_tk.store.changes import MessageChangeRepository
 from chimera_tk.store.database import open_database, transaction
 from chimera_tk.store.dialogs import DialogRepository
 from chimera_tk.store.files import FileRepository
+from chimera_tk.store.lan_meter import LanMeterRepository
 from chimera_tk.store.messages import MessageRepository
 from chimera_tk.store.outbox import OutboxRepository
 
@@ -21,6 +23,8 @@ class Store:
         self.messages = MessageRepository(conn)
         self.files = FileRepository(conn)
         self.outbox = OutboxRepository(conn, self.messages)
+        self.changes = MessageChangeRepository(conn)
+        self.lan_meter = LanMeterRepository(conn)
 
     @classmethod
     def open(cls, path: Path | None) -> Store:

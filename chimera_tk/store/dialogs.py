@@ -86,6 +86,16 @@ class DialogRepository:
         self._conn.execute("UPDATE dialogs SET lan_only = ? WHERE id = ?",
                            (int(lan_only), dialog_id))
 
+    def set_muted(self, dialog_id: int, muted: bool) -> None:
+        """A muted dialog raises no notification and does not count on the tray badge."""
+        self._conn.execute("UPDATE dialogs SET muted = ? WHERE id = ?", (int(muted), dialog_id))
+
+    def total_unread(self) -> int:
+        """Unread messages in dialogs that are not muted: the tray badge's number."""
+        return self._conn.execute(
+            "SELECT coalesce(sum(unread_count), 0) FROM dialogs "
+            "WHERE unread_count > 0 AND muted = 0").fetchone()[0]
+
 
 def _dialog(row: sqlite3.Row) -> Dialog:
     return Dialog(id=row[0], kind=row[1], title=row[2], username=row[3], phone=row[4],

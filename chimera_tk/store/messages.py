@@ -18,7 +18,7 @@ from chimera_tk.store.records import IncomingMessage, Message, PageKey, utc_now_
 from chimera_tk.store.states import check_transition
 
 _COLUMNS = ("id, dialog_id, uid, tg_msg_id, sender_id, sender_name, outgoing, text, sent_at, "
-            "edited_at, transport, state, deleted, reply_to, file_id")
+            "edited_at, transport, state, deleted, reply_to, file_id, deleted_here")
 # Positional parameters: binding a tuple is measurably cheaper than a dict in bulk ingest.
 _INSERT = """INSERT INTO messages (dialog_id, uid, tg_msg_id, sender_id, sender_name, outgoing,
                                    text, sent_at, transport, state, reply_to, file_id)
@@ -112,13 +112,38 @@ class MessageRepository:
             return self.get(message_id)
 
     def edit(self, message_id: int, text: str, edited_at: int | None = None) -> Message:
-        self._conn.execute("UPDATE messages SET text = ?, edited_at = ? WHERE id = ?",
-                           (text, utc_now_ms() if edited_at is None else edited_at, message_id))
+        """New text, marked edited (the full-text index follows by trigger). An edit never
+        brings a deleted message back, and an edit older than the stored one changes nothing
+        (edits may arrive out of order: LAN and Telegram, a retried notice)."""
+        self._conn.execute(
+            """UPDATE messages SET text = :text, edited_at = :at
+               WHERE id = :id AND deleted = 0 AND coalesce(edited_at, 0) <= :at""",
+            {"text": text, "at": utc_now_ms() if edited_at is None else edited_at,
+             "id": message_id})
         return self.get(message_id)
 
-    def mark_deleted(self, message_id: int) -> Message:
-        self._conn.execute("UPDATE messages SET deleted = 1 WHERE id = ?", (message_id,))
+    def rewrite(self, message_id: int, text: str) -> Message:
+        """Change the text of a message that has not left yet: no *edited* mark, nobody saw it."""
+        self._conn.execute("UPDATE messages SET text = ? WHERE id = ? AND deleted = 0",
+                           (text, message_id))
         return self.get(message_id)
+
+    def mark_deleted(self, message_id: int, *, here: bool = False) -> Message:
+        """Keep the row as a tombstone: its text goes (and with it the search index entry) but
+        the uid stays, so the same message arriving again is still recognised and not shown.
+        ``here``: the user deleted it on this machine (the chat never shows it)."""
+        self._conn.execute(
+            """UPDATE messages SET deleted = 1, text = '', deleted_here = max(deleted_here, ?)
+               WHERE id = ?""", (int(here), message_id))
+        return self.get(message_id)
+
+    def latest_own(self, dialog_id: int) -> Message | None:
+        """The user's newest message in a chat that is not deleted (Up in the composer)."""
+        row = self._conn.execute(
+            f"""SELECT {_COLUMNS} FROM messages
+                WHERE dialog_id = ? AND outgoing = 1 AND deleted = 0
+                ORDER BY sent_at DESC, id DESC LIMIT 1""", (dialog_id,)).fetchone()
+        return None if row is None else _message(row)
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -178,6 +203,20 @@ class MessageRepository:
             (dialog_id, key.sent_at, key.id, limit)).fetchall()
         return [_message(row) for row in rows]
 
+    def around(self, dialog_id: int, message_id: int, before: int = 50, after: int = 50
+               ) -> tuple[list[Message], Message, list[Message]] | None:
+        """A window of a chat centred on one message: (up to ``before`` older messages, the
+        message, up to ``after`` newer ones), oldest first; None if the chat has no such message.
+        Both sides are keyset pages, so a jump deep into a long history costs two index seeks."""
+        row = self._conn.execute(
+            f"SELECT {_COLUMNS} FROM messages WHERE id = ? AND dialog_id = ?",
+            (message_id, dialog_id)).fetchone()
+        if row is None:
+            return None
+        middle = _message(row)
+        return (self.page_before(dialog_id, middle.page_key, before), middle,
+                self.page_after(dialog_id, middle.page_key, after))
+
     def count(self, dialog_id: int) -> int:
         return self._conn.execute(
             "SELECT count(*) FROM messages WHERE dialog_id = ?", (dialog_id,)).fetchone()[0]
@@ -192,13 +231,9 @@ class MessageRepository:
         for messages stored after newer ones: an older Telegram backlog fetched late, or a LAN
         peer whose clock is off.
         """
-        words = fts_query(query)
-        if not words:
+        match = _match_expression(query, dialog_id)
+        if match is None:
             return []
-        # The words must be in the text: the chat column's tokens would otherwise match "c*".
-        match = f"text : ({words})"
-        if dialog_id is not None:
-            match += f' AND chat : "{chat_token(dialog_id)}"'
         rows = self._conn.execute(
             f"""SELECT {", ".join("m." + c.strip() for c in _COLUMNS.split(","))}
                 FROM messages_fts JOIN messages AS m ON m.id = messages_fts.rowid
@@ -206,6 +241,20 @@ class MessageRepository:
                 ORDER BY messages_fts.rowid DESC LIMIT :limit""",
             {"match": match, "limit": limit}).fetchall()
         return [_message(row) for row in rows]
+
+    def search_positions(self, query: str, dialog_id: int, limit: int = 1000) -> list[PageKey]:
+        """Where the newest ``limit`` matches of ``query`` are in one chat, in chat order (the
+        find bar steps through these and loads the page around each)."""
+        match = _match_expression(query, dialog_id)
+        if match is None:
+            return []
+        rows = self._conn.execute(
+            """SELECT m.sent_at, m.id
+               FROM messages_fts JOIN messages AS m ON m.id = messages_fts.rowid
+               WHERE messages_fts MATCH :match
+               ORDER BY messages_fts.rowid DESC LIMIT :limit""",
+            {"match": match, "limit": limit}).fetchall()
+        return sorted(PageKey(sent_at, message_id) for sent_at, message_id in rows)
 
     def _index_one(self, message_id: int) -> None:
         # The transaction's last write: FTS5 writes its pending terms out as a segment of their
@@ -238,6 +287,18 @@ def fts_query(text: str) -> str:
     return " ".join(quoted)
 
 
+def _match_expression(query: str, dialog_id: int | None) -> str | None:
+    """The MATCH argument for what a person typed, optionally limited to one chat."""
+    words = fts_query(query)
+    if not words:
+        return None
+    # The words must be in the text: the chat column's tokens would otherwise match "c*".
+    match = f"text : ({words})"
+    if dialog_id is not None:
+        match += f' AND chat : "{chat_token(dialog_id)}"'
+    return match
+
+
 def chat_token(dialog_id: int) -> str:
     """The token of a dialog in the index's ``chat`` column, as the view messages_searchable
     writes it: "c1001", or "cn1001" for dialog -1001 (a "-" would split the token)."""
@@ -256,4 +317,4 @@ def _message(row: sqlite3.Row) -> Message:
     return Message(id=row[0], dialog_id=row[1], uid=row[2], tg_msg_id=row[3], sender_id=row[4],
                    sender_name=row[5], outgoing=bool(row[6]), text=row[7], sent_at=row[8],
                    edited_at=row[9], transport=row[10], state=row[11], deleted=bool(row[12]),
-                   reply_to=row[13], file_id=row[14])
+                   reply_to=row[13], file_id=row[14], deleted_here=bool(row[15]))

@@ -40,9 +40,10 @@ class OutboxRepository:
         return OutboxEntry(*row)
 
     def due(self, now: int | None = None, limit: int = 100) -> list[OutboxEntry]:
-        """Queued rows whose next attempt time has come, oldest first."""
+        """Queued rows whose next attempt time has come, oldest first (a message deleted while
+        in flight is never sent again: :meth:`withdraw` takes it out)."""
         rows = self._conn.execute(
-            f"""{_SELECT} WHERE m.state = 'queued' AND o.next_attempt_at <= ?
+            f"""{_SELECT} WHERE m.state = 'queued' AND m.deleted = 0 AND o.next_attempt_at <= ?
                 ORDER BY o.next_attempt_at, o.id LIMIT ?""",
             (utc_now_ms() if now is None else now, limit))
         return [OutboxEntry(*row) for row in rows]
@@ -97,6 +98,22 @@ class OutboxRepository:
             self._conn.execute("UPDATE outbox SET next_attempt_at = 0 WHERE message_id = ?",
                                (message_id,))
             return self.get(message_id)
+
+    def withdraw(self, message_id: int) -> bool:
+        """The user deleted a message that has not left (queued or failed): it never will. A
+        queued message becomes ``failed`` so that it no longer counts as waiting. False when the
+        message has no outbox row (it left already, or is in flight)."""
+        with transaction(self._conn):
+            try:
+                self.get(message_id)
+            except KeyError:
+                return False
+            if self._messages.get(message_id).state == "sending":
+                return False
+            if self._messages.get(message_id).state == "queued":
+                self._messages.set_state(message_id, "failed")
+            self._conn.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,))
+            return True
 
     def recover_interrupted(self) -> list[int]:
         """After a restart: every claimed-but-unfinished message goes back to ``queued``."""

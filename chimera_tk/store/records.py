@@ -44,6 +44,7 @@ class Message:
     deleted: bool
     reply_to: int | None
     file_id: int | None
+    deleted_here: bool = False  # deleted by the user on this machine, not by its author elsewhere
 
     @property
     def page_key(self) -> PageKey:

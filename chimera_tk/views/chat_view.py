@@ -26,9 +26,11 @@ from chimera_tk.router import Router, file_sha256
 from chimera_tk.store import Store
 from chimera_tk.store.records import Dialog, Message
 from chimera_tk.views.composer import Composer
+from chimera_tk.views.find_bar import FindBar
 from chimera_tk.views.formatting import human_size
 from chimera_tk.views.message_view import MessageView
 from chimera_tk.views.theme import Palette
+from chimera_tk.views.thumbnails import ThumbnailCache
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +48,10 @@ class ChatView(ttk.Frame):
                  download_media: Callable[[int], None] | None = None,
                  load_older_remote: Callable[[int, int], None] | None = None,
                  fetch_sponsored: Callable[[int], None] | None = None,
-                 sponsored_shown: Callable[[bytes], None] | None = None) -> None:
+                 sponsored_shown: Callable[[bytes], None] | None = None,
+                 thumbnails: ThumbnailCache | None = None) -> None:
         super().__init__(master)
+        self._thumbnails = thumbnails
         self._download_media = download_media
         self._load_older_remote = load_older_remote
         self._fetch_sponsored = fetch_sponsored
@@ -61,6 +65,7 @@ class ChatView(ttk.Frame):
         self._store = store
         self._router = router
         self._palette = palette
+        self.find_bar: FindBar | None = None  # made on the first Ctrl+F
         self._build()
         self._unsubscribe = [
             dispatcher.subscribe(MessageStored, self._on_message_stored),
@@ -88,7 +93,8 @@ class ChatView(ttk.Frame):
         ttk.Separator(self).pack(side="bottom", fill="x")
         self.messages = MessageView(self, self._store, self._palette,
                                     on_file_action=self._file_action,
-                                    on_need_older=self._load_older_remote)
+                                    on_need_older=self._load_older_remote,
+                                    thumbnails=self._thumbnails)
         self.messages.pack(side="top", fill="both", expand=True)
 
     def _build_transfer_bar(self) -> None:
@@ -206,22 +212,64 @@ class ChatView(ttk.Frame):
         return None if self.messages.dialog is None else self.messages.dialog.id
 
     def show_placeholder(self) -> None:
+        self.hide_find(refocus=False)
         self.messages.close()
         self.title.configure(text="Chimera")
         self.subtitle.configure(text="Choose a conversation on the left.")
         self.composer.set_enabled(False)
 
-    def open_dialog(self, dialog_id: int) -> None:
+    def open_dialog(self, dialog_id: int, at_message: int | None = None,
+                    query: str = "") -> None:
+        """Open a chat at its newest page, or scrolled to ``at_message`` with the words of
+        ``query`` highlighted in it (a search result)."""
         dialog = self._store.dialogs.get(dialog_id)
         self._mark_read(dialog_id)
+        self.hide_find(refocus=False)
         self.title.configure(text=dialog.title or str(dialog.id))
         self.subtitle.configure(text=self._subtitle(dialog))
-        self.messages.open(dialog)
+        if at_message is None:
+            self.messages.open(dialog)
+        else:
+            self.messages.open_at(dialog, at_message, query)
         self.composer.set_enabled(True)
         self.composer.show_error("")
         self.composer.text.focus_set()
-        if dialog.kind == "channel" and self._fetch_sponsored is not None:
+        self.event_generate("<<ChatOpened>>")  # e.g. an edit in the composer ends
+        if (dialog.kind == "channel" and self._fetch_sponsored is not None
+                and at_message is None):  # ads go after the newest message, not loaded then
             self._fetch_sponsored(dialog.id)  # Telegram shows ads in broadcast channels only
+
+    # -- Ctrl+F ----------------------------------------------------------------------------------
+
+    def show_find(self) -> str:
+        """Ctrl+F: the find bar over the open chat, its entry focused."""
+        if self.dialog_id is None:
+            return "break"
+        if self.find_bar is None:
+            self.find_bar = FindBar(self, self._store, self.messages, on_close=self.hide_find)
+        if not self.find_bar.winfo_manager():
+            self.find_bar.pack(side="top", fill="x", before=self.messages)
+        self.find_bar.focus_entry()
+        return "break"
+
+    def find_visible(self) -> bool:
+        return self.find_bar is not None and bool(self.find_bar.winfo_manager())
+
+    def hide_find(self, refocus: bool = True) -> bool:
+        """Esc: close the find bar (True if it was open); the composer gets the focus back."""
+        if not self.find_visible():
+            return False
+        self.find_bar.pack_forget()
+        self.find_bar.reset()
+        if refocus and self.dialog_id is not None:
+            self.composer.text.focus_set()
+        return True
+
+    def find_step(self, older: bool) -> str:
+        """F3 / Shift+F3 anywhere in the window while the find bar is open."""
+        if self.find_visible():
+            (self.find_bar.older if older else self.find_bar.newer)()
+        return "break"
 
     def _subtitle(self, dialog: Dialog) -> str:
         parts = [_KIND_LABELS.get(dialog.kind, dialog.kind)]

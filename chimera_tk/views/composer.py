@@ -16,6 +16,8 @@ class Composer(ttk.Frame):
                  on_attach: Callable[[], None] | None = None) -> None:
         super().__init__(master, padding=(12, 6, 12, 10))
         self._on_send = on_send
+        # While set, Enter and the button hand the text here instead (editing a sent message).
+        self.send_override: Callable[[str], None] | None = None
         self._on_attach = on_attach
         self._palette = palette
         self._build()
@@ -58,7 +60,7 @@ class Composer(ttk.Frame):
         if not text.strip():
             return
         try:
-            self._on_send(text)
+            (self.send_override or self._on_send)(text)
         except UserError as exc:
             self.show_error(str(exc))
             return  # the text stays in the box: nothing the user typed is lost

@@ -25,10 +25,12 @@ MAX_ROWS = 1000
 class DialogListView(ttk.Frame):
     def __init__(self, master: tk.Misc, store: Store, dispatcher: EventDispatcher,
                  on_select: Callable[[int], None],
-                 presence: Callable[[int], bool] = lambda _id: False) -> None:
+                 presence: Callable[[int], bool] = lambda _id: False,
+                 on_search_messages: Callable[[str], object] | None = None) -> None:
         super().__init__(master, padding=(8, 8, 4, 8))
         self._store = store
         self._presence = presence
+        self._on_search_messages = on_search_messages
         self._on_select = on_select
         self._refresh_after: str | None = None
         self._selected: int | None = None
@@ -45,6 +47,12 @@ class DialogListView(ttk.Frame):
         self.search_var = tk.StringVar()
         self.search = ttk.Entry(self, textvariable=self.search_var)
         self.search.pack(fill="x", pady=(0, 8))
+        if self._on_search_messages is not None:
+            # the global message search, with whatever is typed above as its first words
+            self.search_messages = ttk.Button(
+                self, text="Search in messages  (Ctrl+Shift+F)",
+                command=lambda: self._on_search_messages(self.search_var.get().strip()))
+            self.search_messages.pack(fill="x", pady=(0, 8))
         self.search_var.trace_add("write", lambda *_: self.schedule_refresh())
         self.search.bind("<Down>", self._focus_list)
         self.search.bind("<Return>", self._focus_list)

@@ -15,6 +15,7 @@ import tkinter as tk
 from collections.abc import Callable
 from tkinter import ttk
 
+from chimera_tk.editing import hidden_in_chat
 from chimera_tk.events import SponsoredAd
 from chimera_tk.store import Store
 from chimera_tk.store.records import Dialog, Message, PageKey
@@ -26,7 +27,10 @@ from chimera_tk.views.formatting import (
     meta_label,
     sender_label,
 )
+from chimera_tk.views.highlight import highlight_colours, match_spans, query_terms
+from chimera_tk.views.inline_previews import InlinePreviews
 from chimera_tk.views.theme import Palette
+from chimera_tk.views.thumbnails import ThumbnailCache
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +38,14 @@ PAGE_SIZE = 50
 MAX_LOADED = 600  # messages kept in the widget while following a busy chat at the bottom
 TRIM_SLACK = 100  # trim in steps, not one message at a time
 BUBBLE_INDENT = 140
+JUMP_FLASH_MS = 2500  # how long the message a search opened stays highlighted
 
 
 class MessageView(ttk.Frame):
     def __init__(self, master: tk.Misc, store: Store, palette: Palette,
                  on_file_action: Callable[[str, Message], None] | None = None,
-                 on_need_older: Callable[[int, int], None] | None = None) -> None:
+                 on_need_older: Callable[[int, int], None] | None = None,
+                 thumbnails: ThumbnailCache | None = None) -> None:
         super().__init__(master)
         self._store = store
         self._on_need_older = on_need_older
@@ -60,7 +66,18 @@ class MessageView(ttk.Frame):
         self.fetching_older = False
         self.sponsored: tuple[SponsoredAd, ...] = ()
         self._older_pending: str | None = None
+        self.received_deletes = "remove"  # ui.received_deletes: "remove" or "mark"
+        # After a jump into the history the newest messages are not loaded: newer pages come as
+        # the reader scrolls down, and arrivals are not drawn until the tail is reached again.
+        self.has_newer = False
+        self._newer_pending: str | None = None
+        self.highlighted: int | None = None  # the message a jump landed on
+        self._flash_after: str | None = None
         self._build()
+        self.previews = None if thumbnails is None else InlinePreviews(
+            self.text, thumbnails, muted=palette.muted, on_layout=self._previews_drawn)
+        self.text.bind("<Return>", self._open_file_at_insert, add="+")
+        self.text.bind("<KP_Enter>", self._open_file_at_insert, add="+")
 
     def _build(self) -> None:
         p = self._palette
@@ -85,6 +102,7 @@ class MessageView(ttk.Frame):
         t.tag_configure("meta", foreground=p.muted, font="SunValleyCaptionFont", spacing3=6)
         t.tag_configure("failed", foreground=p.error)
         t.tag_configure("deleted", foreground=p.muted, font="SunValleyCaptionFont")
+        t.tag_configure("hidden", elide=True)  # a deleted message the chat leaves out
         t.tag_configure("gap", font=("TkDefaultFont", 3))
         t.tag_configure("file", font="SunValleyBodyStrongFont")
         t.tag_configure("link", foreground=p.accent, underline=True)
@@ -92,6 +110,10 @@ class MessageView(ttk.Frame):
                         rmargin=BUBBLE_INDENT)
         t.tag_configure("sponsored-mark", foreground=p.muted, font="SunValleyCaptionFont",
                         spacing1=6)
+        match_background, jump_background = highlight_colours(p.name)
+        t.tag_configure("jump", background=jump_background)  # after "in"/"out": drawn above
+        t.tag_configure("match", background=match_background, foreground="#1c1c1c"
+                        if p.name != "dark" else p.text)
         for action in ("open", "folder", "download"):
             t.tag_bind(f"act-{action}", "<Button-1>",
                        lambda event, a=action: self._file_action(a, event))
@@ -101,17 +123,20 @@ class MessageView(ttk.Frame):
         for sequence in ("<MouseWheel>", "<Button-4>", "<Button-5>", "<Prior>", "<Next>",
                          "<Up>", "<Down>", "<Control-Home>", "<Control-End>"):
             t.bind(sequence, lambda _e: self._user_scrolled(), add="+")
+        t.bind("<Control-End>", lambda _e: self._back_to_tail(), add="+")
 
     # -- opening and paging --------------------------------------------------------------------
 
     def _drop_pending(self) -> None:
         self._pending = []
         self._settled = False  # until the first layout, scroll positions are not the reader's
-        for name in ("_flush_after", "_older_pending"):
+        for name in ("_flush_after", "_older_pending", "_newer_pending", "_flash_after"):
             pending = getattr(self, name)
             if pending is not None:
                 self.after_cancel(pending)
                 setattr(self, name, None)
+        self.has_newer = False  # every (re)load starts from the tail unless open_at says not
+        self.highlighted = None
 
     def open(self, dialog: Dialog) -> None:
         self._drop_pending()
@@ -136,7 +161,7 @@ class MessageView(ttk.Frame):
         self.after_idle(self._update_following)
 
     def _update_following(self) -> None:
-        self.following = self.showing_newest()
+        self.following = not self.has_newer and self.showing_newest()
 
     def showing_newest(self) -> bool:
         """True when the end of the chat is on screen (yview fractions are only estimates)."""
@@ -185,6 +210,7 @@ class MessageView(ttk.Frame):
         lines_before = self._line_count()
         self._insert_block(page, at_top=True)
         self.text.yview(f"{top_line + self._line_count() - lines_before}.0")
+        self._trim_newest()
         return len(page)
 
     def _request_remote_older(self) -> None:
@@ -211,11 +237,99 @@ class MessageView(ttk.Frame):
             self.has_older = True
         return self.load_older()
 
+    # -- jumping to a message (search results, the find bar) -------------------------------------
+
+    def open_at(self, dialog: Dialog, message_id: int, query: str = "") -> bool:
+        """Show ``dialog`` scrolled to one message, highlighted along with the words of ``query``
+        in it. Only a window around it is loaded; older and newer pages come as the reader
+        scrolls. Returns False (and opens the newest page) if the chat has no such message."""
+        if self._settle_after is not None:  # a pending settle would pull the view to the end
+            self.after_cancel(self._settle_after)
+            self._settle_after = None
+        already_shown = (self.dialog is not None and self.dialog.id == dialog.id
+                         and any(m.id == message_id for m in self.loaded))
+        if not already_shown:
+            window = self._store.messages.around(dialog.id, message_id, PAGE_SIZE, PAGE_SIZE)
+            if window is None:
+                self.open(dialog)
+                return False
+            older, middle, newer = window
+            self._drop_pending()
+            self.dialog = dialog
+            self.loaded = []
+            self.has_older = len(older) == PAGE_SIZE
+            self.has_newer = len(newer) == PAGE_SIZE
+            self.fetching_older = False
+            self.sponsored = ()
+            self._edit(self._clear)
+            self._insert_block([*older, middle, *newer], at_top=False)
+            self.remote_older = (self._on_need_older is not None
+                                 and self._oldest_telegram_id() is not None)
+        self.following = False
+        self.show_message(message_id, query)
+        return True
+
+    def show_message(self, message_id: int, query: str = "") -> bool:
+        """Scroll a loaded message to the upper middle of the view and highlight it for a moment;
+        the words of ``query`` in it stay marked until the next jump."""
+        ranges = self.text.tag_ranges(f"msg{message_id}")
+        if not ranges:
+            return False
+        start, end = str(ranges[0]), str(ranges[-1])
+        for tag in ("jump", "match"):
+            self.text.tag_remove(tag, "1.0", "end")
+        self.text.tag_add("jump", start, end)
+        if query:
+            self._mark_matches(start, end, query)
+        self.highlighted = message_id
+        if self._flash_after is not None:
+            self.after_cancel(self._flash_after)
+        self._flash_after = self.after(JUMP_FLASH_MS, self._end_flash)
+        self._scroll_near_top(start)
+        self.after_idle(self._scroll_near_top, start)  # again once Tk knows the line heights
+        return True
+
+    def _scroll_near_top(self, index: str) -> None:
+        self.text.yview(index)
+        self.text.yview_scroll(-(self.text.winfo_height() // 4), "pixels")
+
+    def _end_flash(self) -> None:
+        self._flash_after = None
+        self.text.tag_remove("jump", "1.0", "end")
+
+    def _mark_matches(self, start: str, end: str, query: str) -> None:
+        terms = query_terms(query)
+        index = start
+        while found := self.text.tag_nextrange("body", index, end):
+            body_start, body_end = str(found[0]), str(found[1])
+            body = self.text.get(body_start, body_end)
+            for span_start, span_end in match_spans(body, terms):
+                # "+Nc" steps over whole characters (an emoji is one), as Python counts
+                self.text.tag_add("match", f"{body_start}+{span_start}c",
+                                  f"{body_start}+{span_end}c")
+            index = body_end
+
+    def load_newer(self) -> int:
+        """Append the page after the newest loaded message, when a jump left the tail unloaded."""
+        self._newer_pending = None
+        if self.dialog is None or not self.loaded or not self.has_newer:
+            return 0
+        if self.text.yview()[1] < 1.0:
+            return 0  # the reader moved away from the bottom meanwhile
+        page = self._store.messages.page_after(self.dialog.id, self.loaded[-1].page_key,
+                                               PAGE_SIZE)
+        self.has_newer = len(page) == PAGE_SIZE
+        self._insert_block(page, at_top=False)
+        self._trim_oldest()
+        return len(page)
+
     def _on_scroll(self, first: str, last: str) -> None:
         self.scrollbar.set(first, last)
         wants_older = self.has_older or (self.remote_older and not self.fetching_older)
         if float(first) <= 0.0 and wants_older and self._older_pending is None:
             self._older_pending = self.after_idle(self.load_older)
+        if float(last) >= 1.0 and self.has_newer and self._newer_pending is None:
+            self._newer_pending = self.after_idle(self.load_newer)
 
     # -- sponsored messages ----------------------------------------------------------------------
 
@@ -277,6 +391,12 @@ class MessageView(ttk.Frame):
                 self.replace(message)
         if not fresh:
             return 0
+        if self.has_newer:
+            # the tail is not loaded: drawing these would leave a hole before them. Paging down
+            # reaches them; the reader's own message brings the reader back to the tail.
+            if any(m.outgoing for m in fresh.values()):
+                self.open(self.dialog)
+            return 0
         at_bottom = self.following
         if at_bottom and len(fresh) > PAGE_SIZE:
             # more arrived at once than anyone reads at once: redraw the newest page instead
@@ -308,8 +428,39 @@ class MessageView(ttk.Frame):
                                                                       f"day{m.id}")])
 
         self._edit(trim)
+        if self.previews is not None:
+            self.previews.release([m.id for m in dropped])
         self.loaded = kept
         self.has_older = True
+
+    def _trim_newest(self) -> None:
+        """Keep the widget small while the reader pages up through a long history: the newest
+        pages go, and come back by scrolling down (``has_newer``)."""
+        excess = len(self.loaded) - MAX_LOADED
+        if excess <= 0 or self.following:
+            return
+        kept, dropped = (self.loaded[:-(excess + TRIM_SLACK)],
+                         self.loaded[-(excess + TRIM_SLACK):])
+        first = dropped[0]
+        start_of_first = (self.text.tag_ranges(f"day{first.id}") or
+                          self.text.tag_ranges(f"msg{first.id}"))[0]
+
+        def trim() -> None:
+            self.text.delete(start_of_first, "end-1c")  # Telegram's ads after them go too
+            self.text.tag_delete(*[name for m in dropped for name in (f"msg{m.id}",
+                                                                      f"day{m.id}")])
+
+        self._edit(trim)
+        if self.previews is not None:
+            self.previews.release([m.id for m in dropped])
+        self.loaded = kept
+        self.sponsored = ()
+        self.has_newer = True
+
+    def _back_to_tail(self) -> None:
+        """Ctrl+End after a jump: the newest page again, instead of paging down to it."""
+        if self.has_newer and self.dialog is not None:
+            self.open(self.dialog)
 
     def replace(self, message: Message) -> None:
         """Re-render a loaded message after its state, text or deleted flag changed."""
@@ -361,6 +512,9 @@ class MessageView(ttk.Frame):
         chunks: list[tuple[str, tuple[str, ...]]] = []
         if with_day:
             chunks.append((f"{day_label(message.sent_at)}\n", ("day", f"day{message.id}")))
+        if hidden_in_chat(message, self.received_deletes):
+            # an elided line: the message keeps its place (paging, trimming, re-rendering)
+            return [*chunks, ("\n", (tag, "hidden"))]
         chunks.append((sender_label(message, self.dialog) + "\n", (tag, side, "sender")))
         body_tags = (tag, side, "body", "deleted") if message.deleted else (tag, side, "body")
         if message.file_id is not None and not message.deleted:
@@ -383,6 +537,8 @@ class MessageView(ttk.Frame):
             return [("[file record missing]\n", tags)]
         status = file_status(file, self._progress.get(message.id), message.outgoing)
         chunks = [(file.name, (*tags, "file")), (f"  {status}", tags)]
+        if self.previews is not None:  # a picture's thumbnail goes above its name
+            chunks = self.previews.chunks(message, file, tags) + chunks
         if file.state == "complete" and file.path:
             chunks += [("   ", tags), ("Open", (*tags, "link", "act-open")), ("  ·  ", tags),
                        ("Show in folder", (*tags, "link", "act-folder"))]
@@ -409,11 +565,28 @@ class MessageView(ttk.Frame):
                 break
         return "break"
 
+    def _open_file_at_insert(self, _event: object = None) -> str | None:
+        """Enter on a file message (clicked or reached with the arrow keys) opens its file."""
+        for tag in self.text.tag_names("insert"):
+            if tag.startswith("msg") and tag[3:].isdigit():
+                message = next((m for m in self.loaded if m.id == int(tag[3:])), None)
+                if message is None or message.file_id is None or self._on_file_action is None:
+                    return None
+                self._on_file_action("open", message)
+                return "break"
+        return None
+
+    def _previews_drawn(self) -> None:
+        if self.following:  # a picture made the chat taller: keep the newest message in view
+            self.scroll_to_newest()
+
     def _write(self, index: str, chunks: list[tuple[str, tuple[str, ...]]]) -> None:
         args: list[object] = []
         for text, tags in chunks:
             args += [text, tags]
         self.text.insert(index, *args)
+        if self.previews is not None:
+            self.previews.fill()
 
     def _edit(self, change) -> None:
         self.text.configure(state="normal")
@@ -424,6 +597,8 @@ class MessageView(ttk.Frame):
 
     def _clear(self) -> None:
         self.text.delete("1.0", "end")
+        if self.previews is not None:
+            self.previews.release_all()
         stale = [name for name in self.text.tag_names() if name[:3] in ("msg", "day")
                  and name[3:].isdigit()]
         if stale:
@@ -438,6 +613,12 @@ class MessageView(ttk.Frame):
 
     def visible_text(self) -> str:
         return self.text.get("1.0", "end-1c")
+
+    def destroy(self) -> None:
+        if self._flash_after is not None:  # a timer outlives its window otherwise
+            self.after_cancel(self._flash_after)
+            self._flash_after = None
+        super().destroy()
 
 
 def _day(message: Message) -> object:

@@ -31,6 +31,7 @@ LOW_WATER = HIGH_WATER // 2  # a writer blocked at HIGH_WATER is woken once the 
 # allocate (and, past malloc's mmap threshold, map and fault in) a buffer it then shrank.
 READ_SIZE = 16 * 1024
 WRITE_SIZE = 256 * 1024
+WRITE_PROGRESS = 1024 * 1024  # bytes the kernel must take to count as a sign of life
 SMALL_FRAME = 16 * 1024
 
 
@@ -61,6 +62,9 @@ class Channel:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._last_heard = time.monotonic()
+        # when the kernel last took another WRITE_PROGRESS bytes from us (see _check_idle)
+        self._last_written = self._last_heard
+        self._written_since = 0
         self._pinged = False
         self.bytes_sent = 0
         self.bytes_received = 0
@@ -249,6 +253,10 @@ class Channel:
                 sent = self.sock.send(piece)
             except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
                 return
+            self._written_since += sent
+            if self._written_since >= WRITE_PROGRESS:
+                self._written_since = 0
+                self._last_written = time.monotonic()
             with self._lock:
                 was_above = self._out_bytes > LOW_WATER
                 self.bytes_sent += sent
@@ -274,7 +282,11 @@ class Channel:
         return joined
 
     def _check_idle(self) -> None:
-        silent = time.monotonic() - self._last_heard
+        # A peer receiving a file says nothing until the end, and our PING waits behind the
+        # queued data: on a slow link its PONG comes too late. Megabytes taken by the kernel
+        # show the peer is reading; a dead or frozen peer stops taking them once the socket
+        # buffers are full (a few MB), so it is still found out, one idle period later at most.
+        silent = time.monotonic() - max(self._last_heard, self._last_written)
         if silent > self._idle_timeout * 1.5:
             self._set_reason(f"idle for {silent:.0f} s")
         elif silent > self._idle_timeout and not self._pinged:

@@ -9,6 +9,7 @@ the transfer resumes from its length.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import queue
@@ -16,6 +17,7 @@ import re
 import shutil
 import threading
 import unicodedata
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from chimera_tk.errors import ChimeraError
@@ -26,6 +28,8 @@ DISK_RESERVE_BYTES = 64 * 1024 * 1024  # never fill the disk to the last byte
 WRITEBACK_WINDOW = 8 * 1024 * 1024  # the writer starts writeback this often (see _write_back)
 _WINDOWS_RESERVED = re.compile(r"(?i)(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?")
 _FORBIDDEN = re.compile(r'[<>:"/\\|?*]')
+_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK,
+                  errno.ENOSYS}
 
 
 class TransferError(ChimeraError):
@@ -57,14 +61,19 @@ def _truncate(name: str, max_bytes: int) -> str:
     return encoded.decode("utf-8", "ignore") + suffix
 
 
-def claim_unique_path(folder: Path, name: str) -> Path:
-    """Create an empty file under ``name`` or ``name (n)``; the caller then replaces it."""
+def _candidate_names(name: str) -> Iterator[str]:
+    """``name``, then ``name (1)``, ``name (2)``... with the number before the extension."""
     stem, dot, ext = name.rpartition(".")
     if not dot or not stem:
         stem, ext = name, ""
-    for attempt in range(10_000):
-        candidate = name if attempt == 0 else (
-            f"{stem} ({attempt}).{ext}" if ext else f"{stem} ({attempt})")
+    yield name
+    for attempt in range(1, 10_000):
+        yield f"{stem} ({attempt}).{ext}" if ext else f"{stem} ({attempt})"
+
+
+def claim_unique_path(folder: Path, name: str) -> Path:
+    """Create an empty file under ``name`` or ``name (n)``; the caller then replaces it."""
+    for candidate in _candidate_names(name):
         path = folder / candidate
         try:
             os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
@@ -183,10 +192,58 @@ def _write_back(fd: int, start: int, end: int) -> None:
             os.posix_fadvise(fd, start, end - start, os.POSIX_FADV_DONTNEED)
 
 
-def move_into_place(partial: Path, downloads: Path, name: str) -> Path:
+def move_into_place(partial: Path, downloads: Path, name: str, *,
+                    before: Callable[[Path], None] | None = None) -> Path:
+    """Give a verified partial file a free final name (``name`` made safe, `` (n)`` if taken).
+
+    A hard link makes the name appear with every byte at once, so a crash at any moment leaves
+    either no final name or the whole file under it, never an empty or short one. ``before`` is
+    called with the name about to be taken (the receiver records it, so that after a crash
+    between this rename and its commit it finds the finished file instead of storing it twice).
+    A file system without hard links gets the name claimed empty and replaced instead.
+    """
+    for candidate in _candidate_names(safe_file_name(name)):
+        final = downloads / candidate
+        if final.exists() or final.is_symlink():
+            continue
+        if before is not None:
+            before(final)
+        try:
+            os.link(partial, final)
+        except FileExistsError:
+            continue  # taken since the check
+        except OSError as exc:
+            if exc.errno not in _NO_HARD_LINKS:
+                raise
+            break
+        os.unlink(partial)
+        return final
+    else:
+        raise TransferError(f"no free name for {name!r} in {downloads}")
     final = claim_unique_path(downloads, safe_file_name(name))
+    if before is not None:
+        before(final)
     os.replace(partial, final)
     return final
+
+
+def finished_copy(downloads: Path, uid: str, recorded: Path, size: int, sha256: str) -> bool:
+    """Whether ``recorded`` (the final name chosen for ``uid`` before a crash) holds the whole
+    file; if so, the partial file it came from, when still there, is removed."""
+    try:
+        if recorded.parent.resolve() != downloads.resolve() or not recorded.is_file() \
+                or recorded.is_symlink() or recorded.stat().st_size != size:
+            return False
+        digest = hashlib.sha256()
+        with open(recorded, "rb") as source:
+            while chunk := source.read(1 << 20):
+                digest.update(chunk)
+    except OSError:
+        return False
+    if digest.hexdigest() != sha256:
+        return False
+    partial_path(downloads, uid).unlink(missing_ok=True)
+    return True
 
 
 def _describe(error: BaseException) -> str:

@@ -321,6 +321,7 @@ class _Reader:
         if not isinstance(value, str) or len(value) > max_chars:
             raise RemoteProtocolError(f"{self._type} {key!r} must be a string of at most "
                                       f"{max_chars} characters")
+        _check_no_lone_surrogates(self._type, key, value)
         return value
 
     def integer(self, key: str, *, maximum: int = 2**63 - 1) -> int:
@@ -344,7 +345,20 @@ class _Reader:
             raise RemoteProtocolError(f"{self._type} {key!r} must be a list of {kind.__name__}")
         if kind is str and any(len(v) > 64 for v in value):
             raise RemoteProtocolError(f"{self._type} {key!r} has an over-long item")
+        if kind is str:
+            for item in value:
+                _check_no_lone_surrogates(self._type, key, item)
         return value
+
+
+def _check_no_lone_surrogates(frame: str, key: str, value: str) -> None:
+    """JSON may escape half a UTF-16 pair (``"\\ud800"``); such a string cannot be stored in
+    SQLite, written to a file name or sent on, so it is the peer's error here, not ours later."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise RemoteProtocolError(f"{frame} {key!r} contains a lone surrogate") from None
 
 
 # -- session rules ---------------------------------------------------------------------------------
@@ -364,6 +378,7 @@ class PeerSession:
         self.incoming_file: tuple[str, int, int] | None = None  # (uid, next offset, size)
         self.outgoing_file: tuple[str, int, int] | None = None
         self._offered: set[str] = set()
+        self._done_sent: set[str] = set()  # FILE_DONE sent, its ACK or FILE_REJECT awaited
 
     # incoming
     def receive_data(self, data: bytes) -> None:
@@ -399,10 +414,14 @@ class PeerSession:
             if offset != size:
                 raise RemoteProtocolError(f"FILE_DONE after {offset} of {size} bytes")
             self.incoming_file = None
+        elif isinstance(event, FileReject) and event.uid in self._done_sent:
+            self._done_sent.discard(event.uid)  # the receiver refused the finished file
         elif isinstance(event, FileAccept | FileReject):
             if event.uid not in self._offered:
                 raise RemoteProtocolError(f"{type(event).__name__} for a file we did not offer")
             self._offered.discard(event.uid)
+        elif isinstance(event, Ack):
+            self._done_sent.discard(event.uid)
         return event
 
     # outgoing
@@ -451,6 +470,7 @@ class PeerSession:
         if offset != size:
             raise LocalProtocolError(f"FILE_DONE after {offset} of {size} bytes")
         self.outgoing_file = None
+        self._done_sent.add(uid)
         return encode_event(FileDone(uid))
 
     def abandon_outgoing_file(self) -> None:

@@ -1,6 +1,7 @@
 """TLS for the peer link: 1.3 only, certificates required both ways, identity = Telegram user id.
 
-Chain validation (team roots, validity period) is OpenSSL's job; the identity check is ours: the
+Chain validation (team roots, plus the certificates of paired people from pins.json, validity
+period) is OpenSSL's job; the identity check is ours: the
 certificate's CN, and its DNS SAN when present, must both be the decimal user id. The caller also
 requires that id to equal the one it meant to reach; the callee attributes every message to the
 caller's certificate identity, never to anything the caller says.
@@ -9,7 +10,8 @@ caller's certificate identity, never to anything the caller says.
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from chimera_tk.errors import ChimeraError
@@ -26,6 +28,17 @@ class TlsFiles:
     key: Path
     certificate_chain: Path
     ca_bundle: Path
+    # For a passphrase-protected key: returns the passphrase (see pki/key_unlock.py).
+    password: Callable[[], bytes] | None = field(default=None, repr=False, compare=False)
+    # pins.json of the profile (pki/pairing.py): paired peers' certificates, trusted as themselves.
+    pins: Path | None = field(default=None, compare=False)
+
+
+def refuse_key_prompt() -> bytes:
+    # Without a password callable OpenSSL would prompt "Enter PEM pass phrase" on the terminal.
+    from chimera_tk.pki.keys import KeyLockedError
+
+    raise KeyLockedError("the private key is protected by a passphrase and is not unlocked")
 
 
 def _context(purpose: ssl.Purpose, files: TlsFiles) -> ssl.SSLContext:
@@ -35,10 +48,26 @@ def _context(purpose: ssl.Purpose, files: TlsFiles) -> ssl.SSLContext:
     context.maximum_version = ssl.TLSVersion.TLSv1_3
     context.verify_mode = ssl.CERT_REQUIRED
     context.check_hostname = False  # the peer is named by its user id; checked in peer_user_id
-    context.load_cert_chain(files.certificate_chain, files.key)
-    context.load_verify_locations(cafile=str(files.ca_bundle))
+    context.load_cert_chain(files.certificate_chain, files.key,
+                            password=files.password or refuse_key_prompt)
+    if files.pins is None or files.ca_bundle.is_file():  # a personal profile has no team roots
+        context.load_verify_locations(cafile=str(files.ca_bundle))
+    if files.pins is not None:
+        _trust_pins(context, files.pins)
     context.verify_flags |= ssl.VERIFY_X509_STRICT
     return context
+
+
+def _trust_pins(context: ssl.SSLContext, pins: Path) -> None:
+    """Pinned certificates become trust anchors. They are self-signed and CA:FALSE (checked when
+    pinned and again by trust_pem), so OpenSSL 3 accepts each one as a whole chain for itself,
+    also with VERIFY_X509_STRICT and without PARTIAL_CHAIN, and refuses it as the issuer of
+    anything else ("invalid CA certificate")."""
+    from chimera_tk.pki.pairing import PinStore
+
+    pinned = PinStore(pins).trust_pem()
+    if pinned:
+        context.load_verify_locations(cadata=pinned)
 
 
 def server_context(files: TlsFiles) -> ssl.SSLContext:

@@ -30,11 +30,14 @@ from chimera_tk.events import (
     PeerVerified,
     TransferProgress,
 )
+from chimera_tk.net.peer.admission import Admission, PendingHandshake
+from chimera_tk.net.peer.changes import apply_peer_change, send_change
 from chimera_tk.net.peer.channel import Channel, ChannelClosed
 from chimera_tk.net.peer.files import (
     DISK_RESERVE_BYTES,
     IncomingFile,
     TransferError,
+    finished_copy,
     free_bytes,
     move_into_place,
     safe_file_name,
@@ -52,6 +55,7 @@ from chimera_tk.net.peer.protocol import (
     Hello,
     Text,
 )
+from chimera_tk.net.peer.refusals import describe_refusal
 from chimera_tk.net.peer.tls import (
     PeerIdentityError,
     TlsFiles,
@@ -68,6 +72,7 @@ log = logging.getLogger(__name__)
 FILE_CHUNK = 1024 * 1024
 PROGRESS_INTERVAL_S = 0.1
 CHECKPOINT_DELAY_S = 0.2  # a burst of writes is copied from the WAL in one checkpoint
+FILE_RESENDS = 2  # whole-file resends after the receiver discarded a finished file
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +84,10 @@ class PeerLimits:
     max_connections_per_address: int = 8
     max_pending_handshakes: int = 32
     retry_after_s: float = 10.0
+    max_handshakes_per_address: int = 4  # unauthenticated connections at once (admission.py)
+    # A peer's sender thread ends after this long with nothing to do (forged announcements for
+    # made-up ids must not leave one thread each behind); the next message starts a new one.
+    sender_idle_s: float = 30.0
 
 
 class _Waiter:
@@ -137,7 +146,10 @@ class PeerWorker:
         self._all_channels: set[Channel] = set()
         self._addresses: dict[int, tuple[str, int]] = {}
         self._per_address: dict[str, int] = defaultdict(int)
-        self._handshakes = threading.BoundedSemaphore(self.limits.max_pending_handshakes)
+        self.admission = Admission(per_address=self.limits.max_handshakes_per_address,
+                                   total=self.limits.max_pending_handshakes,
+                                   timeout_s=self.limits.handshake_timeout_s)
+        self._handshake_threads: list[threading.Thread] = []
         self._waiters: dict[tuple[int, str], _Waiter] = {}
         self._incoming: dict[Channel, _Incoming] = {}
         self._stores: dict[Channel, Store] = {}
@@ -148,6 +160,7 @@ class PeerWorker:
         self._server: socket.socket | None = None
         self._threads: list[threading.Thread] = []
         self.refused_handshakes = 0
+        self.refused_changes = 0  # EDIT/DELETE for messages the sending peer did not write
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -179,6 +192,7 @@ class PeerWorker:
         self._written.set()  # wakes the checkpoint thread
         if self._server is not None:
             self._server.close()
+        self.admission.close_all()  # handshakes under way end now, not at their deadline
         for sender in list(self._senders.values()):
             sender.stop()
         with self._lock:
@@ -190,11 +204,13 @@ class PeerWorker:
         deadline = time.monotonic() + timeout
         for thread in self._threads + [s.thread for s in self._senders.values()]:
             thread.join(max(0.0, deadline - time.monotonic()))
+        for thread in list(self._handshake_threads):  # the accept loop no longer adds any
+            thread.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
             channels = list(self._all_channels)
         for channel in channels:
             channel.join(max(0.0, deadline - time.monotonic()))
-        alive = [t for t in self._threads if t.is_alive()]
+        alive = [t for t in self._threads + self._handshake_threads if t.is_alive()]
         alive += [s.thread for s in self._senders.values() if s.thread.is_alive()]
         return not alive and all(not c._thread.is_alive() for c in channels)
 
@@ -222,6 +238,11 @@ class PeerWorker:
         """Send a claimed outbox message to ``user_id``; its outcome is written to the store."""
         self._sender(user_id).enqueue(message_id)
 
+    def submit_change(self, user_id: int, message_id: int, version: int) -> None:
+        """Send a claimed edit/delete notice (net/peer/changes.py), in order after the messages
+        queued before it."""
+        self._sender(user_id).enqueue((message_id, version))
+
     def cancel(self, message_id: int) -> None:
         """Stop sending ``message_id`` (a file in flight stops at the next chunk)."""
         with self._lock:
@@ -240,6 +261,14 @@ class PeerWorker:
         with self._lock:
             self._server_ctx, self._client_ctx = server_ctx, client_ctx
         log.info("LAN contexts rebuilt with %s", tls.certificate_chain.name)
+
+    def drop_peer(self, user_id: int, reason: str) -> None:
+        """Close ``user_id``'s open connection (e.g. after unpairing: it is no longer trusted)."""
+        with self._lock:
+            doomed = [channel for channel in self._all_channels
+                      if channel.peer_id == user_id and not channel.closed]
+        for channel in doomed:
+            channel.abort(reason)
 
     def set_revoked(self, serials: frozenset[int]) -> None:
         """A new team CRL: refuse these serials from now on and drop their open connections."""
@@ -274,7 +303,9 @@ class PeerWorker:
 
     def _accept_loop(self) -> None:
         assert self._server is not None
+        last_summary = 0.0
         while not self._stopping.is_set():
+            self.admission.reap()  # handshakes past their deadline end here (every <= 0.5 s)
             try:
                 raw, (address, _port) = self._server.accept()
             except TimeoutError:
@@ -285,34 +316,58 @@ class PeerWorker:
                 too_many = self._per_address[address] >= self.limits.max_connections_per_address
                 if not too_many:
                     self._per_address[address] += 1
-            if too_many or not self._handshakes.acquire(blocking=False):
+            ticket = None if too_many else self.admission.admit(raw, address)
+            if ticket is None:
                 if not too_many:
                     self._release_address(address)
                 self.refused_handshakes += 1
-                log.info("refused a connection from %s: too many at once", address)
+                # a flood would fill the log: one line per refusal at debug, a summary at info
+                log.debug("refused a connection from %s: too many at once", address)
+                if time.monotonic() - last_summary > 10:
+                    last_summary = time.monotonic()
+                    log.info("refusing connections (too many at once from one address or in "
+                             "all): %s", self.admission.counters())
                 raw.close()
                 continue
-            threading.Thread(target=self._handshake_incoming, args=(raw, address),
-                             name=f"lan-handshake-{address}", daemon=True).start()
+            thread = threading.Thread(target=self._handshake_incoming, args=(raw, address, ticket),
+                                      name=f"lan-handshake-{address}", daemon=True)
+            self._handshake_threads = [t for t in self._handshake_threads if t.is_alive()]
+            self._handshake_threads.append(thread)
+            thread.start()
 
-    def _handshake_incoming(self, raw: socket.socket, address: str) -> None:
+    def _handshake_incoming(self, raw: socket.socket, address: str,
+                            ticket: PendingHandshake) -> None:
+        sock: socket.socket = raw
         try:
             _no_delay(raw)
-            raw.settimeout(self.limits.handshake_timeout_s)
+            # CPython applies this to the whole do_handshake call; the admission's deadline
+            # (reaped by the accept loop) is the backstop
+            raw.settimeout(self.admission.remaining(ticket))
             with self._lock:
                 context = self._server_ctx
             tls = context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
+            sock = tls
+            if not self.admission.update_socket(ticket, tls):
+                raise TimeoutError(ticket.ended)
             tls.do_handshake()
             peer_id = peer_user_id(tls)
             serial = self._check_not_revoked(tls, peer_id)
         except (OSError, ssl.SSLError, PeerIdentityError, ValueError) as exc:
+            ended = self.admission.finish(ticket, verified=False,
+                                          timed_out=isinstance(exc, TimeoutError))
             self.refused_handshakes += 1
-            log.info("refused a peer at %s: %s", address, _short(exc))
-            raw.close()
+            log.log(logging.INFO if self.admission.may_log() else logging.DEBUG,
+                    "refused a peer at %s: %s", address,
+                    f"handshake {ended}" if ended else describe_refusal(exc))
+            sock.close()
             self._release_address(address)
             return
-        finally:
-            self._handshakes.release()
+        if self.admission.finish(ticket, verified=True):
+            # cut at the very moment it succeeded: the socket is shut down, so give up on it
+            self.refused_handshakes += 1
+            tls.close()
+            self._release_address(address)
+            return
         channel = self._register(tls, peer_id, address, outgoing=False, serial=serial)
         if channel is not None:
             log.info("peer %s connected from %s", peer_id, address)
@@ -350,11 +405,15 @@ class PeerWorker:
             serial = self._check_not_revoked(tls, user_id)
         except PeerIdentityError as exc:
             raw.close()
-            log.warning("peer at %s announced user %s: %s", address, user_id, exc)
+            log.warning("refused the peer at %s announced as user %s: %s", address, user_id,
+                        exc)
             raise ChannelClosed(str(exc)) from None
         except (OSError, ssl.SSLError) as exc:
             raw.close()
-            raise ChannelClosed(f"TLS handshake with {address} failed: {_short(exc)}") from None
+            reason = describe_refusal(exc)
+            log.warning("refused the peer at %s announced as user %s: %s", address, user_id,
+                        reason)
+            raise ChannelClosed(f"TLS handshake with {address} failed: {reason}") from None
         with self._lock:
             self._per_address[address] += 1
         channel = self._register(tls, user_id, address, outgoing=True, serial=serial)
@@ -482,8 +541,11 @@ class PeerWorker:
         store = self._store(channel)
         store.dialogs.ensure(channel.peer_id, "user",
                              channel.peer_name or placeholder_title(channel.peer_id))
-        message, new = store.messages.receive(
-            self._incoming_message(channel, text.uid, text.text, text.sent_at))
+        with store.transaction():
+            message, new = store.messages.receive(
+                self._incoming_message(channel, text.uid, text.text, text.sent_at))
+            if new:
+                store.lan_meter.count_delivery(message)
         channel.send(Ack(text.uid))  # only after the commit: an ACK means "stored"
         if new:
             self._emit(MessageStored(message))
@@ -493,13 +555,17 @@ class PeerWorker:
         existing = store.messages.find_by_uid(offer.uid)
         if existing is not None and existing.dialog_id != channel.peer_id:
             raise RemoteProtocolError("a file offer reuses another conversation's message uid")
-        if (existing is not None and existing.file_id is not None
-                and store.files.get(existing.file_id).state == "complete"):
+        if existing is not None and existing.file_id is not None \
+                and self._have_file_already(store, existing, offer):
             channel.send(Ack(offer.uid))  # we have it already: the sender may stop here
             return
         incoming_file = IncomingFile(self._downloads, offer.uid, offer.size, offer.sha256)
-        if offer.size - incoming_file.offset > free_bytes(self._downloads) - DISK_RESERVE_BYTES:
+        free = free_bytes(self._downloads)
+        if offer.size - incoming_file.offset > free - DISK_RESERVE_BYTES:
             incoming_file.abort(keep_partial=False)
+            log.warning("refused file %s (%d bytes) from %s: not enough free disk space in %s "
+                        "(%d bytes free, %d kept in reserve)", offer.uid, offer.size,
+                        channel.peer_id, self._downloads, free, DISK_RESERVE_BYTES)
             channel.send(FileReject(offer.uid, "not enough free disk space on the receiver"))
             return
         if existing is None:
@@ -538,17 +604,39 @@ class PeerWorker:
         store = self._store(channel)
         try:
             partial = incoming.file.finish()
-            final = move_into_place(partial, self._downloads, incoming.offer.name)
+            final = move_into_place(
+                partial, self._downloads, incoming.offer.name,
+                before=lambda chosen: store.files.set_state(
+                    incoming.file_id, "transferring", path=str(chosen.resolve())))
         except (TransferError, OSError) as exc:
             self._fail_incoming(channel, incoming, str(exc), popped=True)
             channel.send(FileReject(done.uid, str(exc)))
             return
-        store.files.set_state(incoming.file_id, "complete", path=str(final.resolve()),
-                              sha256=incoming.offer.sha256, bytes_done=incoming.offer.size)
+        with store.transaction():
+            store.files.set_state(incoming.file_id, "complete", path=str(final.resolve()),
+                                  sha256=incoming.offer.sha256, bytes_done=incoming.offer.size)
+            store.lan_meter.count_delivery(store.messages.get(incoming.message_id))
         channel.send(Ack(done.uid))
         self._emit(TransferProgress(incoming.message_id, incoming.file_id, incoming.offer.size,
                                     incoming.offer.size, False))
         self._emit(MessageChanged(store.messages.get(incoming.message_id)))
+
+    def _have_file_already(self, store: Store, message: Message, offer: FileOffer) -> bool:
+        """Stored complete; or finished under its recorded final name by a process killed
+        before it could commit that (the sender then repeats its offer): committed now."""
+        file = store.files.get(message.file_id)
+        if file.state == "complete":
+            return True
+        if not file.path or file.sha256 != offer.sha256 or not finished_copy(
+                self._downloads, offer.uid, Path(file.path), offer.size, offer.sha256):
+            return False
+        with store.transaction():
+            store.files.set_state(file.id, "complete", bytes_done=offer.size)
+            store.lan_meter.count_delivery(message)
+        log.info("file %s was already in place as %s (saved before a restart)", offer.uid,
+                 Path(file.path).name)
+        self._emit(MessageChanged(store.messages.get(message.id)))
+        return True
 
     def _fail_incoming(self, channel: Channel, incoming: _Incoming, reason: str, *,
                        popped: bool = False) -> None:
@@ -561,18 +649,16 @@ class PeerWorker:
         self._emit(MessageChanged(store.messages.get(incoming.message_id)))
 
     def _receive_change(self, channel: Channel, change: Edit | Delete) -> None:
-        store = self._store(channel)
-        message = store.messages.find_by_uid(change.uid)
-        if message is None or message.outgoing or message.sender_id != channel.peer_id:
-            log.info("ignored %s from %s for a message it did not write",
-                     type(change).__name__, channel.peer_id)
-            return
-        if isinstance(change, Edit):
-            message = store.messages.edit(message.id, change.text, change.edited_at)
-        else:
-            message = store.messages.mark_deleted(message.id)
-        channel.send(Ack(change.uid))
-        self._emit(MessageChanged(message))
+        try:
+            message = apply_peer_change(self._store(channel), channel.peer_id, change)
+        except RemoteProtocolError as exc:
+            self.refused_changes += 1  # the connection is dropped by the channel
+            log.warning("refused a change from user %s (%d refused so far): %s",
+                        channel.peer_id, self.refused_changes, exc)
+            raise
+        channel.send(Ack(change.uid))  # only after the commit, as for texts
+        if message is not None:
+            self._emit(MessageChanged(message))
 
     # -- what sender threads use -------------------------------------------------------------------
 
@@ -594,19 +680,45 @@ class _Cancelled(Exception):
     """The user cancelled the message being sent."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Discarded:
+    """The receiver answered FILE_DONE with FILE_REJECT: it discarded the whole file."""
+
+    uid: str
+    reason: str
+
+
 class _PeerSender:
     """Works through one peer's queue in order: connect, send, wait for the ACK, record it."""
 
     def __init__(self, worker: PeerWorker, peer_id: int) -> None:
         self._worker = worker
         self.peer_id = peer_id
-        self._queue: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        # a message id, (message id, version) of an edit/delete notice, or None (just connect)
+        self._queue: queue.SimpleQueue[int | tuple[int, int] | None] = queue.SimpleQueue()
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"lan-send-{peer_id}")
         self._store: Store | None = None
+        self._discards: defaultdict[int, int] = defaultdict(int)  # message id -> resends
+        self._retired = False  # idle and gone; set under the worker's lock
 
-    def enqueue(self, message_id: int | None) -> None:
-        self._queue.put(message_id)
+    def enqueue(self, message_id: int | tuple[int, int] | None) -> None:
+        with self._worker._lock:
+            if not self._retired:
+                self._queue.put(message_id)
+                return
+        self._worker._sender(self.peer_id).enqueue(message_id)  # a fresh sender takes it
+
+    def _retire_if_idle(self) -> bool:
+        """Leave the worker if nothing was queued meanwhile (checked under the worker's lock,
+        which enqueue holds too, so no item can slip into a queue nobody reads)."""
+        with self._worker._lock:
+            if not self._queue.empty():
+                return False
+            self._retired = True
+            if self._worker._senders.get(self.peer_id) is self:
+                del self._worker._senders[self.peer_id]
+            return True
 
     def stop(self) -> None:
         self._stop.set()
@@ -614,20 +726,29 @@ class _PeerSender:
 
     def _run(self) -> None:
         self._store = self._worker.open_store()
+        idle_since = time.monotonic()
         try:
             while not self._stop.is_set():
                 try:
                     message_id = self._queue.get(timeout=0.5)
                 except queue.Empty:
+                    if (time.monotonic() - idle_since >= self._worker.limits.sender_idle_s
+                            and self._retire_if_idle()):
+                        break
                     continue
                 if self._stop.is_set():
                     break
                 self._handle(message_id)
+                idle_since = time.monotonic()
         finally:
             self._store.close()
 
-    def _handle(self, message_id: int | None) -> None:
+    def _handle(self, message_id: int | tuple[int, int] | None) -> None:
         worker = self._worker
+        if isinstance(message_id, tuple):
+            assert self._store is not None
+            send_change(worker, self._store, self.peer_id, *message_id)
+            return
         try:
             channel = worker.connect(self.peer_id)
         except ChannelClosed as exc:
@@ -665,14 +786,25 @@ class _PeerSender:
             result = waiter.wait(self._worker.limits.ack_timeout_s)
         else:
             result = self._send_file(channel, message)
-        if isinstance(result, FileReject):
+        if isinstance(result, _Discarded) and self._discards[message_id] < FILE_RESENDS:
+            # The receiver threw the whole file away after FILE_DONE (damaged, disk full). A
+            # fresh copy may well arrive whole; a file changed since it was queued never will.
+            self._discards[message_id] += 1
+            self._retry_later(message_id, f"the receiver discarded the file: {result.reason}",
+                              at_once=True)
+            return
+        if isinstance(result, FileReject | _Discarded):
+            self._discards.pop(message_id, None)
             self._store.outbox.give_up(message_id, f"refused by the receiver: {result.reason}")
         else:
-            self._store.outbox.complete(message_id, delivered=True)
+            self._discards.pop(message_id, None)
+            with self._store.transaction():
+                self._store.outbox.complete(message_id, delivered=True)
+                self._store.lan_meter.count_delivery(message)
         self._worker.wrote()
         self._worker.emit(MessageChanged(self._store.messages.get(message_id)))
 
-    def _send_file(self, channel: Channel, message: Message) -> Event:
+    def _send_file(self, channel: Channel, message: Message) -> Event | _Discarded:
         assert self._store is not None
         file = self._store.files.get(message.file_id)
         path = Path(file.path or "")
@@ -708,6 +840,8 @@ class _PeerSender:
         # the receiver flushes, verifies and renames before it answers
         result = waiter.wait(limits.ack_timeout_s + file.size / 20e6)
         self._worker.emit(TransferProgress(message.id, file.id, file.size, file.size, True))
+        if isinstance(result, FileReject):
+            return _Discarded(result.uid, result.reason)
         return result
 
     def _retry_later(self, message_id: int, reason: str, *, at_once: bool = False) -> None:

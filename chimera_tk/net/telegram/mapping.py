@@ -49,11 +49,6 @@ def dialog_info(entity: object) -> DialogInfo:
         phone=(f"+{entity.phone}" if isinstance(entity, types.User) and entity.phone else None))
 
 
-def downloads_automatically(kind: str) -> bool:
-    """Media in private chats and basic groups are fetched; channels may carry malware."""
-    return kind in ("user", "group")
-
-
 def is_service_message(message: object) -> bool:
     return isinstance(message, types.MessageService)
 

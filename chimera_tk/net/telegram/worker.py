@@ -20,7 +20,12 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from chimera_tk.config import TelegramSettings
+from chimera_tk.config import (
+    FileSettings,
+    TelegramSettings,
+    downloads_automatically,
+    downloads_folder,
+)
 from chimera_tk.errors import UserError
 from chimera_tk.events import (
     DialogChanged,
@@ -35,9 +40,9 @@ from chimera_tk.events import (
     TransferProgress,
 )
 from chimera_tk.net.peer.files import move_into_place, partial_path
+from chimera_tk.net.telegram import transfer
 from chimera_tk.net.telegram.mapping import (
     dialog_info,
-    downloads_automatically,
     incoming_message,
     is_service_message,
     media_description,
@@ -62,9 +67,12 @@ class TelegramWorker:
 
     def __init__(self, settings: TelegramSettings, paths: ProfilePaths,
                  emit: Callable[[object], None], *,
-                 client_factory: ClientFactory | None = None) -> None:
+                 client_factory: ClientFactory | None = None,
+                 files: FileSettings | None = None) -> None:
         self._settings = settings
         self._paths = paths
+        self._files = files or FileSettings()
+        self._downloads = downloads_folder(self._files, paths.downloads)
         self._emit = emit
         self._factory = client_factory or _default_client
         self._loop = asyncio.new_event_loop()
@@ -429,13 +437,13 @@ class TelegramWorker:
             return None
         name, size, mime = described
         assert self._store is not None
-        if not downloads_automatically(kind):
+        if not downloads_automatically(self._files, kind, size or 0):
             return self._store.files.create(name, size, mime=mime, state="pending").id
-        downloads = self._paths.downloads
+        downloads = self._downloads
         partial = partial_path(downloads, f"tg:{message.chat_id}:{message.id}")
         partial.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
-            await self._client.download_media(message, file=str(partial))
+            await transfer.download_media(self._client, message, partial)
             final = move_into_place(partial, downloads, name)
         except (OSError, ConnectionError) as exc:
             log.warning("could not download %s: %s", name, exc)
@@ -451,6 +459,17 @@ class TelegramWorker:
     def submit_message(self, entry: OutboxEntry, message: Message) -> None:
         self.submit(self._send(message.id))
 
+    def submit_change(self, message_id: int, version: int) -> None:
+        """Send a claimed edit/delete notice (net/telegram/changes.py)."""
+        self.submit(self._send_change(message_id, version))
+
+    async def _send_change(self, message_id: int, version: int) -> None:
+        from chimera_tk.net.telegram.changes import send_change
+
+        assert self._store is not None and self._send_lock is not None
+        async with self._send_lock:  # after the message itself, and its id is stored
+            await send_change(self._client, self._store, self._emit, message_id, version)
+
     async def _send(self, message_id: int) -> None:
         from telethon import errors
 
@@ -463,11 +482,10 @@ class TelegramWorker:
                 entity = await self._client.get_input_entity(message.dialog_id)
                 if message.file_id is not None:
                     file = self._store.files.get(message.file_id)
-                    sent = await self._client.send_file(
-                        entity, file.path, caption=message.text or None,
-                        part_size_kb=UPLOAD_PART_KB,
-                        progress_callback=_Progress(self._emit, message_id, file.id,
-                                                    outgoing=True))
+                    sent = await transfer.send_file(
+                        self._client, entity, Path(file.path or ""),
+                        caption=message.text or None,
+                        progress=_Progress(self._emit, message_id, file.id, outgoing=True))
                 else:
                     sent = await self._client.send_message(entity, message.text)
             except errors.FloodWaitError as exc:
@@ -501,14 +519,14 @@ class TelegramWorker:
         original = await self._client.get_messages(message.dialog_id, ids=message.tg_msg_id)
         if original is None or original.media is None:
             raise UserError(f"{file.name} is no longer available on Telegram")
-        downloads = self._paths.downloads
+        downloads = self._downloads
         partial = partial_path(downloads, message.uid)
         partial.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._store.files.set_state(file.id, "transferring")
         try:
-            await self._client.download_media(
-                original, file=str(partial),
-                progress_callback=_Progress(self._emit, message_id, file.id, outgoing=False))
+            await transfer.download_media(
+                self._client, original, partial,
+                progress=_Progress(self._emit, message_id, file.id, outgoing=False))
             final = move_into_place(partial, downloads, file.name)
         except (OSError, ConnectionError) as exc:
             self._store.files.set_state(file.id, "failed")
@@ -668,6 +686,9 @@ class TelegramTransport:
 
     def submit(self, entry: OutboxEntry, message: Message) -> None:
         self._worker.submit_message(entry, message)
+
+    def submit_change(self, change: Any, message: Message) -> None:
+        self._worker.submit_change(message.id, change.version)
 
 
 def _default_client(session: str, api_id: int, api_hash: str) -> Any:
