@@ -25,7 +25,7 @@ def test_a_window_turns_automatic_collection_off_and_collects_on_the_tk_thread(a
     def make_garbage_in_a_worker() -> None:
         Cycle()
         for _ in range(50_000):  # allocations that would trigger a collection here
-            [[], {}]
+            junk = [[], {}]  # noqa: F841
 
     worker = threading.Thread(target=make_garbage_in_a_worker, name="worker")
     worker.start()
