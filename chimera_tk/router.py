@@ -60,6 +60,9 @@ class Router:
         self._store = store
         self._emit = emit
         self._transports: dict[str, Transport] = {}
+        # Outgoing messages the window has been told about. Others in the outbox were queued by
+        # another process (``chimera send`` while the app runs) and are announced when first seen.
+        self._announced: set[int] = set()
         # Run after each dispatch of the outbox (edit and delete notices go out after the
         # messages they change).
         self.after_dispatch: list[Callable[[], object]] = []
@@ -108,16 +111,24 @@ class Router:
         return message
 
     def _announce(self, message: Message) -> Message:
+        self._announced.add(message.id)
         self._emit(MessageStored(message))
         self.dispatch_due()
         return message
 
     def dispatch_due(self) -> int:
         """Hand every due message to a transport that can reach its recipient now."""
+        due = self._store.outbox.due()
+        for entry in due:
+            if entry.message_id not in self._announced:
+                self._announced.add(entry.message_id)
+                message = self._store.messages.get(entry.message_id)
+                if message is not None:
+                    self._emit(MessageStored(message))  # a view that shows it already redraws
         if not self._transports:
             return 0
         handed = 0
-        for entry in self._store.outbox.due():
+        for entry in due:
             dialog = self._store.dialogs.get(entry.dialog_id)
             reachable = {name: t.can_reach(dialog) for name, t in self._transports.items()}
             route = choose_route(dialog, reachable, lan_only=bool(entry.lan_only))

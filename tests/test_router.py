@@ -115,3 +115,32 @@ def test_restart_returns_sending_messages_to_the_queue(paths, store: Store,
     assert reopened.messages.get(message.id).state == "queued"
     assert reopened.outbox.get(message.id).attempts == 1
     reopened.close()
+
+
+@pytest.mark.parametrize("reachable", [True, False])
+def test_a_message_queued_by_another_process_is_announced_once(
+        router: Router, events: list[object], paths, tmp_path, reachable: bool) -> None:
+    other_process = Store.open(paths.database)  # what `chimera send` does while the app runs
+    try:
+        queued = Router(other_process, lambda _e: None).send_file(
+            1, _a_file(tmp_path), caption="from the shell")
+    finally:
+        other_process.close()
+    router.register(RecordingTransport("lan", reachable))
+    router.dispatch_due()
+    router.dispatch_due()
+    stored = [e.message.id for e in events if isinstance(e, MessageStored)]
+    assert stored == [queued.id]  # the open chat draws it, file messages included
+
+
+def test_our_own_messages_are_not_announced_twice(router: Router, events: list[object]) -> None:
+    router.register(RecordingTransport("lan", False))
+    sent = router.send_text(1, "hello")
+    router.dispatch_due()
+    assert [e.message.id for e in events if isinstance(e, MessageStored)] == [sent.id]
+
+
+def _a_file(folder):
+    path = folder / "report.txt"
+    path.write_bytes(b"quarterly numbers")
+    return path
