@@ -26,11 +26,12 @@ from cryptography import x509
 
 from chimera_tk.identity.authority import Authority
 from chimera_tk.identity.bootstrap import create_authority
-from chimera_tk.identity.layout import AuthorityFiles
+from chimera_tk.identity.layout import AuthorityFiles, load_settings
 from chimera_tk.identity.step_ca import use_step_ca
 from chimera_tk.pki.ca_client import StepCAClient
 from chimera_tk.pki.certs import load_pem_chain
 from chimera_tk.pki.identity import Identity
+from chimera_tk.pki.urls import url_host, url_port
 from tests.test_identity_server import free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -90,14 +91,25 @@ def running_step_ca(binary: Path, base: Path, *,
                      team_name="Step team")
     port = free_port()
     url = f"https://127.0.0.1:{port}"
-    config_path = use_step_ca(directory, url, listen=f"127.0.0.1:{port}")
+    use_step_ca(directory, url, listen=f"127.0.0.1:{port}")
+    with serve_step_ca(binary, directory, base) as ca:
+        yield ca
+
+
+@contextlib.contextmanager
+def serve_step_ca(binary: Path, directory: Path, base: Path) -> Iterator[StepCA]:
+    """step-ca for a CA folder already handed to it (``use_step_ca``), until the block ends;
+    again after a stop, with its database and address kept."""
+    settings = load_settings(AuthorityFiles(directory))
+    url = settings.ca_url
+    config_path = use_step_ca(directory, url, listen=f"{url_host(url)}:{url_port(url)}")
     files = AuthorityFiles(directory)
     ca = StepCA(url=url, directory=directory,
                 root=load_pem_chain(files.root_certificate.read_bytes())[0],
                 root_bundle=files.root_certificate, log_path=base / "step-ca.log")
     # STEPPATH and HOME keep step-ca from writing ~/.step.
     env = {**os.environ, "STEPPATH": str(base), "HOME": str(base)}
-    with ca.log_path.open("wb") as log:
+    with ca.log_path.open("ab") as log:  # a restart appends
         process = subprocess.Popen([str(binary), str(config_path)], stdout=log,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
     try:

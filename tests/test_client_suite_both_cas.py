@@ -5,10 +5,11 @@ folder, and the identity provider (the shipped routes, Authority and TelegramCod
 TLS on a thread so that the in-process Telegram emulator can deliver its codes) enrolls people by
 invite or by a code sent on Telegram. For "builtin" that provider is also the CA; for "step-ca"
 the folder was handed to a real step-ca (``chimera-identity step-ca``, see
-tests/step_ca_harness.py), the provider's tokens name step-ca's JWK provisioner, and signing,
-renewal and revocation happen at step-ca. Everything a user does goes through the app's own
-code: ``chimera --new/--renew/--revoke`` as subprocesses, :mod:`chimera_tk.pki.lifecycle`,
-:class:`RenewalWorker` and the LAN's :class:`CrlWatcher`.
+tests/step_ca_harness.py), the provider's tokens name step-ca's JWK provisioner, and signing
+and renewal happen at step-ca; revocation goes to the provider, which revokes at step-ca with a
+provisioner token and publishes the team CRL that step-ca 0.19 lacks. Everything a user does
+goes through the app's own code: ``chimera --new/--renew/--revoke`` as subprocesses,
+:mod:`chimera_tk.pki.lifecycle`, :class:`RenewalWorker` and the LAN's :class:`CrlWatcher`.
 
 Where the two CAs behave differently, each test asserts each CA's behaviour and says why.
 A few tests at the end need no CA (a certificate from tests/pki_factory.py does): what the app
@@ -46,6 +47,7 @@ from chimera_tk.errors import UserError
 from chimera_tk.events import MessageChanged, StatusChanged
 from chimera_tk.identity.authority import Authority
 from chimera_tk.identity.bootstrap import create_authority
+from chimera_tk.identity.cli import main as identity_cli
 from chimera_tk.identity.layout import AuthorityFiles
 from chimera_tk.net.lan import EXPIRED_LAN_STATUS
 from chimera_tk.net.peer.tls import (
@@ -397,6 +399,9 @@ def test_chimera_revoke_then_renewal_is_refused(any_ca: SuiteCA, tmp_path: Path)
         # in its log, so that is where this test looks for it.
         assert "certificate has been revoked" in any_ca.step_ca.log()
     assert load_identity(paths).serial == identity.serial  # the files were left alone
+    # The LAN learns it from the team CRL (for step-ca: the provider's, see below).
+    handed, watcher = lan_crl(paths, load_config(paths.config_file), identity)
+    assert watcher.refresh() and identity.serial in handed[-1]
     twice = run_chimera(tmp_path, "--revoke", "--reason", "1", "--yes")
     assert twice.returncode == 1
     one_line(twice.stderr)
@@ -418,30 +423,70 @@ def test_the_revoked_serial_reaches_the_lans_crl(any_ca: SuiteCA, tmp_path: Path
     paths, config, identity = enrolled(any_ca, tmp_path)
     revoke_certificate(paths, config, 9, "left the team")
     url = crl_url(config.team.ca_url, config.team.identity_url)
-    assert url == f"{any_ca.ca_url}/crl"
-    handed: list[frozenset[int]] = []
-    watcher = CrlWatcher(url, paths.ca_bundle, identity.cert_path, 3600.0, handed.append)
-    taken = watcher.refresh()
-    if any_ca.kind == "builtin":
-        assert taken and identity.serial in handed[-1]
-        entry = watcher.current.get_revoked_certificate_by_serial_number(identity.serial)
-        assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason \
-            is x509.ReasonFlags.privilege_withdrawn
-        return
-    # step-ca 0.19.0 (Debian 12) has no CRL and no OCSP ("TODO: Add CRL and OCSP support",
-    # api/revoke.go); the "crl" section written into ca.json is for step-ca 0.22+, which serves
-    # /crl where the LAN looks. Here the LAN gets a 404, holds no list, and keeps working; the
-    # revocation is still recorded by step-ca, which refuses the certificate from now on.
-    assert not taken and watcher.current is None and handed == []
-    session = requests.Session()
-    session.trust_env = False
-    try:
-        assert session.get(url, verify=str(paths.ca_bundle), timeout=10).status_code == 404
-    finally:
-        session.close()
+    # The identity provider publishes the team CRL for both: the built-in CA is its own
+    # provider (one address); step-ca 0.19.0 has no CRL ("TODO: Add CRL and OCSP support",
+    # api/revoke.go), so the provider, which holds the same intermediate, signs it for step-ca's
+    # certificates too.
+    assert url == f"{any_ca.provider.url}/crl"
+    handed, watcher = lan_crl(paths, config, identity)
+    assert watcher.refresh() and identity.serial in handed[-1]
+    entry = watcher.current.get_revoked_certificate_by_serial_number(identity.serial)
+    assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason \
+        is x509.ReasonFlags.privilege_withdrawn
+    # ...and the CA that renews refuses it (step-ca was told by the provider, with a token).
     with any_ca.ca_client(identity) as client, pytest.raises(RequestRefused) as renewal:
         client.renew()
     assert renewal.value.status == 401
+
+
+def test_admin_revoke_by_id_reaches_the_ca_and_the_crl(any_ca: SuiteCA, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    user_id = next(_next_id)
+    joined = run_chimera(tmp_path, "--new", "--invite", any_ca.invite(user_id))
+    assert joined.returncode == 0, joined.stderr
+    paths = profile_paths(PROFILE, tmp_path)
+    config, identity = load_config(paths.config_file), load_identity(paths)
+    # The provider knows the certificate: it signed it, or the client reported what step-ca
+    # signed (step-ca 0.19 has no API to list what it issued).
+    assert identity_cli(["list", "--dir", str(any_ca.directory)]) == 0
+    listed = [line for line in capsys.readouterr().out.splitlines() if str(user_id) in line]
+    assert len(listed) == 1 and f"serial {identity.serial:x}" in listed[0] \
+        and listed[0].endswith("valid"), listed
+    assert identity_cli(["revoke", "--dir", str(any_ca.directory), "--id", str(user_id),
+                         "--reason", "3", "--note", "moved on"]) == 0
+    out = capsys.readouterr().out
+    assert f"Revoked serial {identity.serial:x} (AffiliationChanged)." in out
+    assert ("refuses to renew it" in out) == (any_ca.kind == "step-ca")
+    handed, watcher = lan_crl(paths, config, identity)
+    assert watcher.refresh() and identity.serial in handed[-1]
+    with pytest.raises(UserError, match="refused to renew certificate serial"):
+        renew_certificate(paths, config)
+    assert identity_cli(["list", "--dir", str(any_ca.directory)]) == 0
+    assert "AffiliationChanged: moved on" in capsys.readouterr().out
+    assert identity_cli(["revoke", "--dir", str(any_ca.directory), "--id", str(user_id)]) == 1
+    assert f"id {user_id} has no valid certificate to revoke" in capsys.readouterr().err
+
+
+def test_a_renewed_certificate_is_known_to_the_provider(any_ca: SuiteCA, tmp_path: Path) -> None:
+    paths, config, old = enrolled(any_ca, tmp_path)
+    new = renew_certificate(paths, config)
+    authority = Authority.open(any_ca.directory)
+    try:
+        record = authority.state.certificate(new.serial)
+    finally:
+        authority.close()
+    # The built-in CA recorded it when it signed; step-ca's was reported by the client.
+    assert record is not None and record.user_id == old.user_id
+    assert record.not_after == new.not_after.replace(microsecond=0)
+
+
+def lan_crl(paths: ProfilePaths, config: Config, identity: Identity,
+            ) -> tuple[list[frozenset[int]], CrlWatcher]:
+    """The LAN's CrlWatcher for this profile, as the app builds it, and what it hands over."""
+    handed: list[frozenset[int]] = []
+    watcher = CrlWatcher(crl_url(config.team.ca_url, config.team.identity_url), paths.ca_bundle,
+                         identity.cert_path, 3600.0, handed.append)
+    return handed, watcher
 
 
 # --- an unreachable CA -------------------------------------------------------------------------

@@ -30,13 +30,20 @@ from chimera_tk.fsutil import atomic_write_bytes
 from chimera_tk.identity import issuing
 from chimera_tk.identity.layout import AuthorityFiles, AuthoritySettings, load_settings
 from chimera_tk.identity.state import (
+    UNKNOWN_USER_ID,
     AuthorityState,
     CertificateRecord,
     InviteOutcome,
     TokenAlreadyUsed,
 )
-from chimera_tk.identity.tokens import TokenRejected, issue_token, verify_token
+from chimera_tk.identity.step_ca import (
+    StepCaRevocationFailed,
+    external_ca_url,
+    revoke_at_step_ca,
+)
+from chimera_tk.identity.tokens import TokenClaims, TokenRejected, issue_token, verify_token
 from chimera_tk.pki.certs import certificate_pem, fingerprint_sha256, load_pem_chain
+from chimera_tk.pki.identity import CertificateIdentityError, certificate_user_id
 from chimera_tk.pki.invite import Invite, b64url_decode, encode_invite, new_invite_secret
 from chimera_tk.pki.keys import generate_private_key, load_private_key, write_private_key
 from chimera_tk.pki.reasons import REASONS, valid_note, valid_reason_code
@@ -76,6 +83,17 @@ class ApiError(ChimeraError):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRevocation:
+    """A revocation request that passed the checks and is not recorded yet."""
+
+    serial: int
+    reason_code: int
+    note: str
+    token: TokenClaims | None
+    certificate: x509.Certificate | None  # the one presented over mutual TLS, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,12 +246,24 @@ class Authority:
                presented: x509.Certificate | None = None, ott: str | None = None) -> None:
         """Revoke ``serial``, authorised by a provisioner token (``sub`` = the decimal serial)
         or by mutual TLS with that very certificate. 403 for someone else's certificate, 400 if
-        it is already revoked."""
+        it is already revoked. In step-ca mode step-ca is told first (502 if it cannot be, and
+        then nothing is recorded). The server runs the three steps itself, so that the wait for
+        step-ca happens off its event loop."""
+        pending = self.prepare_revocation(serial, reason_code, note, presented=presented, ott=ott)
+        self.forward_revocation(pending)
+        self.record_revocation(pending)
+
+    def prepare_revocation(self, serial: int, reason_code: int, note: str, *,
+                           presented: x509.Certificate | None = None,
+                           ott: str | None = None) -> PendingRevocation:
+        """Check a revocation request (see :meth:`revoke`) without recording anything."""
         if not valid_reason_code(reason_code):
             raise ApiError(400, "reasonCode must be one of " + ", ".join(map(str, REASONS)))
         if not valid_note(note):
             raise ApiError(400, "reason must be one printable line of at most 500 characters")
         now = self._clock()
+        external = bool(external_ca_url(self.settings))
+        claims = None
         if ott is not None:
             try:
                 claims = verify_token(
@@ -245,24 +275,78 @@ class Authority:
             if claims.subject != str(serial):
                 raise ApiError(403, "the token is for another certificate")
         elif presented is not None:
-            self._our_certificate(presented, 401)
+            if external:  # step-ca issued it: the provider may never have seen it
+                self._team_certificate_user(presented, 401)
+            else:
+                self._our_certificate(presented, 401)
             if presented.serial_number != serial:
                 raise ApiError(403, "a certificate can only revoke itself; ask your team admin "
                                     "to revoke another one")
         else:
             raise ApiError(401, "revoking needs mutual TLS with the certificate, or a token")
-        if self.state.certificate(serial) is None:
+        if self.state.certificate(serial) is None and not external:
             raise ApiError(404, "this CA has not issued a certificate with that serial")
         if self.state.revocation(serial) is not None:
             raise ApiError(400, "this certificate is already revoked")
-        if ott is not None:
+        return PendingRevocation(serial, reason_code, note, claims, presented)
+
+    def forward_revocation(self, pending: PendingRevocation) -> None:
+        """In step-ca mode, revoke at step-ca too (blocking, touches no state: any thread)."""
+        url = external_ca_url(self.settings)
+        if not url:
+            return
+        token = issue_token(
+            self._provisioner_key, kid=self.settings.provisioner_kid,
+            issuer=self.settings.provisioner_name, audience=url + REVOKE_PATH,
+            subject=str(pending.serial), sans=[str(pending.serial)],
+            root_fingerprint=self.root_fingerprint, now=self._clock())
+        try:
+            revoke_at_step_ca(url, self.files.root_certificate, token, pending.serial,
+                              pending.reason_code, pending.note)
+        except StepCaRevocationFailed as exc:
+            raise ApiError(502, f"{exc}; nothing was revoked, try again") from None
+
+    def record_revocation(self, pending: PendingRevocation) -> None:
+        """Spend the token and put the serial on this provider's CRL."""
+        now, serial = self._clock(), pending.serial
+        if pending.token is not None:
             try:
-                self.state.spend_token(claims.jti, claims.expires_at)
+                self.state.spend_token(pending.token.jti, pending.token.expires_at)
             except TokenAlreadyUsed:
                 raise ApiError(401, "this token has already been used") from None
-        if not self.state.revoke(serial, reason_code, note, now):
+        if self.state.certificate(serial) is None:
+            cert = pending.certificate
+            if cert is not None:
+                self.state.note_certificate(
+                    serial=serial, user_id=certificate_user_id(cert),
+                    not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
+                    now=now)
+            else:  # a step-ca serial nobody reported: revoked by number, holder unknown
+                self.state.note_certificate(serial=serial, user_id=UNKNOWN_USER_ID,
+                                            not_before=now, not_after=now, now=now)
+        if not self.state.revoke(serial, pending.reason_code, pending.note, now):
             raise ApiError(400, "this certificate is already revoked")
-        log.info("revoked serial %x (%s)", serial, REASONS[reason_code])
+        log.info("revoked serial %x (%s)", serial, REASONS[pending.reason_code])
+
+    def note_certificate(self, presented: x509.Certificate) -> CertificateRecord:
+        """Record a certificate its holder reports (over mutual TLS) after getting it from the
+        team's step-ca, so that ``list`` and ``revoke --id`` know it. 401 if it does not chain
+        to the team intermediate, has expired or is revoked."""
+        now = self._clock()
+        user_id = self._team_certificate_user(presented, 401)
+        serial = presented.serial_number
+        if self.state.revocation(serial) is not None:
+            raise ApiError(401, "this certificate has been revoked")
+        if not presented.not_valid_before_utc <= now < presented.not_valid_after_utc:
+            raise ApiError(401, "this certificate has expired")
+        self.state.note_certificate(serial=serial, user_id=user_id,
+                                    not_before=presented.not_valid_before_utc,
+                                    not_after=presented.not_valid_after_utc, now=now)
+        record = self.state.certificate(serial)
+        assert record is not None
+        if record.user_id != user_id:
+            raise ApiError(409, "another id is on record for this serial")
+        return record
 
     def revoke_token(self, serial: int) -> str:
         """The admin's one-time token for ``/1.0/revoke`` of ``serial`` (step-ca's claims)."""
@@ -287,6 +371,14 @@ class Authority:
                 .add_extension(x509.CRLReason(_CRL_REASONS[revoked.reason_code]), critical=False)
                 .build())
         return builder.sign(self._intermediate_key, hashes.SHA256())
+
+    def _team_certificate_user(self, cert: x509.Certificate, status: int) -> int:
+        """The user id of ``cert`` if the team intermediate signed it (here or at step-ca)."""
+        try:
+            cert.verify_directly_issued_by(self.intermediate)
+            return certificate_user_id(cert)
+        except (ValueError, TypeError, InvalidSignature, CertificateIdentityError):
+            raise ApiError(status, "this certificate was not issued by this team's CA") from None
 
     def _our_certificate(self, cert: x509.Certificate, status: int) -> CertificateRecord:
         """The record of ``cert`` if this CA issued it (signature and state both say so)."""

@@ -250,6 +250,8 @@ def _revoke(args: argparse.Namespace) -> int:
             print(f"Revoked serial {serial:x} ({REASONS[args.reason]}).")
     finally:
         authority.close()
+    if authority.settings.ca_url and authority.settings.ca_url != authority.settings.url:
+        print(f"The step-ca at {authority.settings.ca_url} refuses to renew it.")
     print("It is on the CRL now; peers refuse it once they fetch the CRL again.")
     return 0
 
@@ -282,7 +284,8 @@ def _list(args: argparse.Namespace) -> int:
             state = f"revoked {revocation.revoked_at:%Y-%m-%d %H:%M} UTC, " \
                     f"{REASONS[revocation.reason_code]}" + \
                     (f": {revocation.note}" if revocation.note else "")
-        print(f"  id {cert.user_id:<20} serial {cert.serial:x}  "
+        holder = str(cert.user_id) if cert.user_id else "? (never reported)"
+        print(f"  id {holder:<20} serial {cert.serial:x}  "
               f"until {cert.not_after:%Y-%m-%d %H:%M} UTC  {state}")
     print(f"Open invites ({len(invites)}):")
     for invite in invites:

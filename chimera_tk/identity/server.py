@@ -10,6 +10,8 @@ Routes (step-ca's subset, plus the invite endpoint of the identity provider)::
     POST /enroll/telegram/start   200 {"status": "sent", "expiresIn": 300}
                                   body {"id": int} or {"phone": "+digits"}
     POST /enroll/telegram/finish  200 {"ott": JWT}  body {"id" | "phone", "code": "8 digits"}
+    POST /enroll/report     200 {"status": "ok", "serial"}   mutual TLS with a certificate from
+                            the team's step-ca: recorded for list and revoke --id
     POST /1.0/sign          201 {"crt", "ca", "certChain"}     body {"csr", "ott"[, "notAfter"]}
     POST /1.0/renew         201 {"crt", "ca", "certChain"}     mutual TLS, empty body
     POST /1.0/revoke        200 {"status": "ok"}   body {"serial", ["ott"], "reasonCode", "reason"}
@@ -96,6 +98,7 @@ def build_app(authority: Authority, code_sender: CodeSenderFactory | None = None
         web.post("/enroll/invite", _enroll_invite),
         web.post("/enroll/telegram/start", _telegram_start),
         web.post("/enroll/telegram/finish", _telegram_finish),
+        web.post("/enroll/report", _report),
         web.post("/1.0/sign", _sign),
         web.post("/1.0/renew", _renew),
         web.post("/1.0/revoke", _revoke),
@@ -264,9 +267,22 @@ async def _revoke(request: web.Request) -> web.Response:
     note = body.get("reason", "")
     if not isinstance(note, str) or len(note) > MAX_NOTE_LENGTH:
         raise ApiError(400, f"reason must be a string of at most {MAX_NOTE_LENGTH} characters")
-    request.app[AUTHORITY].revoke(int(serial_text), reason_code, note,
-                                  presented=None if ott else _peer_certificate(request), ott=ott)
+    authority = request.app[AUTHORITY]
+    pending = authority.prepare_revocation(
+        int(serial_text), reason_code, note,
+        presented=None if ott else _peer_certificate(request), ott=ott)
+    # In step-ca mode this waits for step-ca: on a thread, so other clients are still served.
+    await asyncio.to_thread(authority.forward_revocation, pending)
+    authority.record_revocation(pending)
     return web.json_response({"status": "ok"})
+
+
+async def _report(request: web.Request) -> web.Response:
+    presented = _peer_certificate(request)
+    if presented is None:
+        raise ApiError(401, "reporting a certificate needs mutual TLS with it")
+    record = request.app[AUTHORITY].note_certificate(presented)
+    return web.json_response({"status": "ok", "serial": str(record.serial)})
 
 
 async def _crl(request: web.Request) -> web.Response:

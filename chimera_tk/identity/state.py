@@ -71,6 +71,11 @@ _MIGRATIONS = [
 ]
 
 
+# The holder of a step-ca certificate revoked by serial before anyone reported it (user ids
+# start at 1).
+UNKNOWN_USER_ID = 0
+
+
 class InviteOutcome(enum.Enum):
     ACCEPTED = "accepted"
     UNKNOWN = "unknown"
@@ -241,6 +246,16 @@ class AuthorityState:
                 "INSERT INTO certificates (serial, user_id, not_before, not_after, issued_at) "
                 "VALUES (?, ?, ?, ?, ?)",
                 (str(serial), user_id, _ts(not_before), _ts(not_after), _ts(now)))
+
+    def note_certificate(self, *, serial: int, user_id: int, not_before: datetime,
+                         not_after: datetime, now: datetime) -> bool:
+        """Record a certificate issued elsewhere (the team's step-ca); False if already known."""
+        with self._transaction():
+            cursor = self._conn.execute(
+                "INSERT OR IGNORE INTO certificates "
+                "(serial, user_id, not_before, not_after, issued_at) VALUES (?, ?, ?, ?, ?)",
+                (str(serial), user_id, _ts(not_before), _ts(not_after), _ts(now)))
+        return cursor.rowcount == 1
 
     def spend_token(self, jti: str, expires_at: datetime) -> None:
         """Mark a token used (for tokens that do not sign anything); TokenAlreadyUsed."""

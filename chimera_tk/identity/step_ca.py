@@ -4,13 +4,26 @@
 (the provider's enrollment tokens then name that step-ca as their audience, which is where
 ``chimera --new`` sends the CSR) and writes ``DIR/step-ca/ca.json``: a step-ca configuration with
 this folder's root, intermediate and JWK provisioner, so certificates from step-ca chain to the
-root that invites pin, and step-ca accepts exactly the tokens this provider mints. Renewal and
-revocation then go to step-ca too (the client's ``team.ca_url``).
+root that invites pin, and step-ca accepts exactly the tokens this provider mints. Renewal then
+goes to step-ca too (the client's ``team.ca_url``); revocation goes through the provider (below).
 
 The intermediate key is used in place (unencrypted, mode 0600, as the provider itself uses it),
-so step-ca needs no ``--password-file``. The ``crl`` section is for step-ca 0.22 and later, which
-serve the CRL at ``/crl`` where Chimera's LAN looks for it; older versions ignore it and publish
-no revocation list at all.
+so step-ca needs no ``--password-file``. The ``crl`` section is for step-ca 0.22 and later; older
+versions (Debian 12 ships 0.19) ignore it and publish no revocation list at all.
+
+Revocation in step-ca mode: the identity provider publishes the team CRL. Because step-ca signs
+with the same intermediate, the provider's ``/crl`` is a valid CRL for step-ca's certificates,
+and the LAN fetches it from ``team.identity_url`` (:func:`chimera_tk.net.revocation.crl_url`).
+``chimera --revoke`` goes to the provider (mutual TLS with the certificate, as step-ca would
+take it); the provider first revokes the serial at step-ca with a JWK-provisioner token
+(:func:`revoke_at_step_ca`, so that step-ca refuses its renewal) and only then records it for
+its CRL. If step-ca cannot be told, nothing is recorded and the client gets one clear error, so
+a retry starts from a clean state; a serial step-ca already holds as revoked counts as done, so
+a retry after a half-finished attempt completes it. step-ca 0.19 has no API that lists what it
+issued, so clients report each certificate they get from step-ca to the provider
+(``POST /enroll/report``, mutual TLS), which is what ``chimera-identity list`` and ``revoke
+--id`` work from. A revocation made at step-ca directly (``step ca revoke``) bypasses the
+provider and so misses the LAN's CRL: revoke through Chimera.
 """
 
 from __future__ import annotations
@@ -28,7 +41,16 @@ from chimera_tk.identity.layout import (
     load_settings,
     save_settings,
 )
+from chimera_tk.pki.ca_client import RequestRefused, StepCAClient
 from chimera_tk.pki.urls import InvalidBaseUrl, normalize_base_url, url_host, url_port
+
+# The provider waits for step-ca inside a client's request: short, so a dead step-ca is reported
+# well before the client's own read timeout (20 s).
+STEP_CA_TIMEOUT = (3.0, 10.0)
+
+
+class StepCaRevocationFailed(Exception):
+    """step-ca did not confirm the revocation; the message says why, for the admin and client."""
 
 
 def step_ca_folder(files: AuthorityFiles) -> Path:
@@ -91,3 +113,28 @@ def use_step_ca(directory: Path, ca_url: str, *, listen: str | None = None) -> P
     atomic_write_bytes(config_path, (json.dumps(config, indent=2) + "\n").encode("utf-8"))
     save_settings(files, settings)  # last: tokens name step-ca only once its config exists
     return config_path
+
+
+def external_ca_url(settings: AuthoritySettings) -> str:
+    """The step-ca that signs for this CA folder, or "" when the provider signs itself."""
+    return settings.ca_url if settings.ca_url and settings.ca_url != settings.url else ""
+
+
+def revoke_at_step_ca(ca_url: str, root_bundle: Path, token: str, serial: int, reason_code: int,
+                      note: str, *, timeout: tuple[float, float] = STEP_CA_TIMEOUT) -> None:
+    """Passive revocation of ``serial`` at the step-ca at ``ca_url``, authorised by ``token``
+    (a JWK-provisioner token whose ``aud`` is ``ca_url``/1.0/revoke; step-ca 0.19 checks its
+    signature, issuer, audience and one-time ``jti``, but not that ``sub`` is the serial: the
+    provisioner key may revoke anything, so only the provider holds it). A serial step-ca
+    already lists as revoked counts as done. Raises StepCaRevocationFailed otherwise."""
+    try:
+        with StepCAClient(ca_url, root_bundle, timeout=timeout) as ca:
+            ca.revoke(serial, reason_code, note, ott=token)
+    except RequestRefused as refused:
+        # step-ca 0.19: 400 "certificate with serial number '...' is already revoked"
+        if refused.status == 400 and "already revoked" in refused.reason:
+            return
+        raise StepCaRevocationFailed(f"the team's step-ca at {ca_url} refused to revoke it "
+                                     f"({refused.status}: {refused.reason})") from None
+    except UserError as exc:  # unreachable, timed out, or an answer it could not read
+        raise StepCaRevocationFailed(str(exc)) from None

@@ -31,8 +31,14 @@ class CrlError(Exception):
 
 
 def crl_url(ca_url: str, identity_url: str) -> str:
-    """Where the team CRL lives: the CA's ``/crl`` (the built-in CA serves it next to /1.0/sign)."""
-    base = ca_url or identity_url
+    """Where the team CRL lives: the identity provider's ``/crl``, else the CA's.
+
+    The built-in CA is its own identity provider (one address). A team whose CA is a real
+    step-ca has the provider publish the CRL (step-ca 0.19 has none; see
+    :mod:`chimera_tk.identity.step_ca`): it is signed by the same team intermediate, and every
+    revocation made through Chimera lands there.
+    """
+    base = identity_url or ca_url
     return base.rstrip("/") + "/crl" if base else ""
 
 

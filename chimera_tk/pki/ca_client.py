@@ -72,9 +72,18 @@ class IdentityProviderClient:
     """The identity provider's enrollment endpoints (Chimera's own, not part of step-ca)."""
 
     def __init__(self, base_url: str, root_bundle: Path, *,
-                 timeout: tuple[float, float] = DEFAULT_TIMEOUT) -> None:
+                 timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+                 client_identity: tuple[Path, Path] | None = None,
+                 key_password: bytes | None = None) -> None:
         self._client = _JsonClient(IDENTITY_PROVIDER, base_url, verify=str(root_bundle),
-                                   timeout=timeout)
+                                   timeout=timeout, cert=client_identity,
+                                   key_password=key_password)
+
+    def report_certificate(self) -> None:
+        """Tell the provider about the certificate presented over mutual TLS (one from the
+        team's step-ca), so that its admin can list and revoke it by user id."""
+        if self._client.request("POST", "/enroll/report", {}).get("status") != "ok":
+            raise self._client.not_understood()
 
     def redeem_invite(self, secret: str, user_id: int) -> str:
         """Spend the invite's one-time secret for a one-time token (JWT) for /1.0/sign."""

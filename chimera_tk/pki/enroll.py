@@ -43,6 +43,7 @@ from chimera_tk.pki.keys import (
     private_key_to_pem,
     same_public_key,
 )
+from chimera_tk.pki.team_ca import external_ca, report_to_provider
 from chimera_tk.pki.urls import InvalidBaseUrl, normalize_base_url
 from chimera_tk.pki.userid import InvalidUserId, parse_user_id
 from chimera_tk.profiles import ProfilePaths
@@ -132,6 +133,9 @@ def _enroll(paths: ProfilePaths, url: str, fingerprint: str,
     _check_issued(signed, key, user_id, root)
     identity = write_identity_files(paths, user_id, private_key_to_pem(key, passphrase), signed,
                                     root)
+    if external_ca(ca_url, url):  # step-ca signed: the provider lists and revokes it by id
+        report_to_provider(url, paths.ca_bundle, identity, passphrase=passphrase,
+                           timeout=timeout)
     return Enrollment(identity=identity, identity_url=url, ca_url=ca_url)
 
 

@@ -30,6 +30,7 @@ from chimera_tk.pki.identity import (
     load_identity,
 )
 from chimera_tk.pki.keys import KeyLockedError, load_private_key, same_public_key
+from chimera_tk.pki.team_ca import external_ca, report_to_provider, revocation_url
 from chimera_tk.profiles import ProfilePaths
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,11 @@ def renew_certificate(paths: ProfilePaths, config: Config, *,
     atomic_write_bytes(identity.cert_path, chain_pem)
     log.info("certificate renewed: serial %x, valid until %s", leaf.serial_number,
              leaf.not_valid_after_utc)
-    return identity_from_certificate(leaf, paths, identity.user_id)
+    renewed = identity_from_certificate(leaf, paths, identity.user_id)
+    if external_ca(config.team.ca_url, config.team.identity_url):
+        report_to_provider(config.team.identity_url, paths.ca_bundle, renewed,
+                           passphrase=passphrase, timeout=timeout)
+    return renewed
 
 
 def renew_if_due(paths: ProfilePaths, config: Config, *, now: datetime | None = None,
@@ -97,9 +102,13 @@ def renew_if_due(paths: ProfilePaths, config: Config, *, now: datetime | None = 
 def revoke_certificate(paths: ProfilePaths, config: Config, reason_code: int, note: str, *,
                        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
                        passphrase: bytes | None = None) -> Identity:
-    """Revoke the profile's certificate over mutual TLS with it; returns what was revoked."""
+    """Revoke the profile's certificate over mutual TLS with it; returns what was revoked.
+
+    A team whose CA is a real step-ca revokes at its identity provider, which tells step-ca
+    and publishes the CRL (see :mod:`chimera_tk.pki.team_ca`)."""
     identity = current_identity(paths)
-    with _client(paths, config, identity, timeout, passphrase) as ca:
+    url = revocation_url(config.team.ca_url, config.team.identity_url)
+    with _client(paths, config, identity, timeout, passphrase, base_url=url) as ca:
         try:
             ca.revoke(identity.serial, reason_code, note)
         except RequestRefused as refused:
@@ -109,7 +118,8 @@ def revoke_certificate(paths: ProfilePaths, config: Config, reason_code: int, no
 
 
 def _client(paths: ProfilePaths, config: Config, identity: Identity,
-            timeout: tuple[float, float], passphrase: bytes | None = None) -> StepCAClient:
+            timeout: tuple[float, float], passphrase: bytes | None = None, *,
+            base_url: str | None = None) -> StepCAClient:
     if identity.key_encrypted and passphrase is None:
         raise KeyLockedError(f"the private key {identity.key_path.name} is protected by a "
                              "passphrase and it was not unlocked")
@@ -117,7 +127,7 @@ def _client(paths: ProfilePaths, config: Config, identity: Identity,
         raise UserError("no team CA address is set (team.ca_url in config.toml); "
                         "set it with chimera --variables")
     bundle: Path = paths.ca_bundle
-    return StepCAClient(config.team.ca_url, bundle, timeout=timeout,
+    return StepCAClient(base_url or config.team.ca_url, bundle, timeout=timeout,
                         client_identity=(identity.cert_path, identity.key_path),
                         key_password=passphrase)
 
@@ -126,4 +136,7 @@ def _refusal(action: str, identity: Identity, refused: RequestRefused) -> UserEr
     if refused.status == 401:
         return UserError(f"the team CA refused to {action} certificate serial "
                          f"{identity.serial:x}: {refused.reason}")
+    if refused.status == 502:  # the provider could not reach the team's step-ca
+        return UserError(f"could not {action} certificate serial {identity.serial:x}: "
+                         f"{refused.reason}")
     return refused
