@@ -4,7 +4,8 @@
 
 It runs the real DiscoveryWorker (announcing ``--announce-id``) and the real PeerWorker (with the
 certificate for ``--cert-id``), prints every event as a JSON line, and on stdin ``report`` prints
-how many messages reached its database. End of input stops it.
+how many messages reached its database. End of input stops it. ``--keylog FILE`` saves the TLS
+secrets of the connections it accepts: everything the impostor itself could decrypt.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ def main() -> None:
     parser.add_argument("--profile-dir", type=Path, required=True)
     parser.add_argument("--cert-id", type=int, required=True)
     parser.add_argument("--announce-id", type=int, required=True)
+    parser.add_argument("--keylog", type=Path, help="write the TLS secrets of the connections "
+                        "it accepts here (what the impostor could decrypt)")
     args = parser.parse_args()
     root = args.profile_dir
     (root / "downloads").mkdir(parents=True, exist_ok=True)
@@ -40,6 +43,8 @@ def main() -> None:
     tls = TlsFiles(root / f"{args.cert_id}.pem", root / f"{args.cert_id}_crt.pem",
                    root / "ca_bundle.pem")
     peer = PeerWorker(args.cert_id, "impostor", tls, database, root / "downloads", emit)
+    if args.keylog is not None:
+        peer._server_ctx.keylog_filename = str(args.keylog)
     peer.start()
     discovery = DiscoveryWorker(args.announce_id, peer.port, LanSettings(), emit)
     discovery.start()
