@@ -33,6 +33,7 @@ from chimera_tk.events import (
 from chimera_tk.net.peer.admission import Admission, PendingHandshake
 from chimera_tk.net.peer.changes import apply_peer_change, send_change
 from chimera_tk.net.peer.channel import Channel, ChannelClosed
+from chimera_tk.net.peer.chunks import ChunkReader
 from chimera_tk.net.peer.files import (
     DISK_RESERVE_BYTES,
     IncomingFile,
@@ -822,8 +823,9 @@ class _PeerSender:
         sent, last_progress = answer.offset, 0.0
         with open(path, "rb") as source:
             source.seek(answer.offset)
+            reader = ChunkReader(source, file.size - sent, FILE_CHUNK)
             while sent < file.size:
-                chunk = source.read(min(FILE_CHUNK, file.size - sent))
+                chunk = reader.next()
                 if not chunk:
                     raise ChannelClosed(f"{file.name} shrank while it was being sent")
                 if self._worker.take_cancelled(message.id):

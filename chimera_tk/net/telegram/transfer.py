@@ -17,7 +17,7 @@ import asyncio
 import hashlib
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -67,11 +67,31 @@ async def upload(client: Any, path: Path, *, part_size: int = PART_SIZE,
                 if progress is not None:
                     progress(done, size)
 
-        await asyncio.gather(*(send_parts() for _ in range(min(parallel, parts))))
+        await _all_or_none([send_parts() for _ in range(min(parallel, parts))])
     if big:
         return types.InputFileBig(file_id, parts, path.name)
     assert md5 is not None
     return types.InputFile(file_id, parts, path.name, md5.hexdigest())
+
+
+async def _all_or_none(coroutines: list[Coroutine[Any, Any, None]]) -> None:
+    """Run the coroutines together; on the first failure cancel the others (they share a file
+    that is about to be closed) and raise that failure as it is (not as an ExceptionGroup, so
+    the worker's ``except OSError`` / ``RPCError`` still apply)."""
+    tasks = [asyncio.ensure_future(coroutine) for coroutine in coroutines]
+    try:
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    except BaseException:  # we were cancelled ourselves
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    errors = [task.exception() for task in done if not task.cancelled() and task.exception()]
+    if errors:
+        raise errors[0]
 
 
 def document_size(message: Any) -> int | None:
@@ -106,7 +126,7 @@ async def download(client: Any, message: Any, target: Path, size: int, *,
                 if progress is not None:
                     progress(done, size)
 
-        await asyncio.gather(*(stripe(i) for i in range(min(parallel, -(-size // part_size)))))
+        await _all_or_none([stripe(i) for i in range(min(parallel, -(-size // part_size)))])
     if done != size:
         raise ConnectionError(f"{target.name}: {done} of {size} bytes arrived")
 

@@ -55,7 +55,6 @@ log = logging.getLogger(__name__)
 
 ClientFactory = Callable[[str, int, str], Any]
 CATCH_UP_LIMIT = 100  # per dialog on a later start; older history loads on demand
-UPLOAD_PART_KB = 512  # Telethon's default part size for small files is 64-128 KiB: slow
 OLDER_PAGE = 50  # messages fetched from Telegram when the reader scrolls past the local history
 PROGRESS_INTERVAL_S = 0.1  # transfer progress events at most ~10 a second
 LINK_POLL_S = 0.2  # how often the supervisor looks whether Telethon's own reconnect is under way
