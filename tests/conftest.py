@@ -18,6 +18,9 @@ from chimera_tk.config import Config
 from chimera_tk.profiles import ProfilePaths, profile_paths
 from chimera_tk.store import Store
 
+# At the end of every session: no secret in any log the suite produced (tests/secret_scan.py).
+pytest_plugins = ("tests.secret_scan",)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _announce_on_loopback_only() -> Iterator[None]:
