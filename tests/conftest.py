@@ -94,6 +94,40 @@ def app(x_display: str, paths: ProfilePaths) -> Iterator[object]:
     built.shutdown()
 
 
+@pytest.fixture(autouse=True)
+def _no_key_held_down() -> Iterator[None]:
+    """Release any key a previous test left pressed on the shared X server.
+
+    A key left down (an xdotool run cut short, or a press and release sent by different means)
+    auto-repeats into whatever window has the focus next: a held Return saved a Settings dialog in
+    an endless loop. Only keys are touched, and only when a test display is in use."""
+    _release_held_keys()
+    yield
+
+
+def _release_held_keys() -> None:
+    if not os.environ.get("DISPLAY"):
+        return
+    try:
+        from Xlib import X, display
+        from Xlib.ext import xtest
+    except ImportError:
+        return
+    try:
+        screen = display.Display()
+    except Exception:  # no server any more (its fixture ended): nothing can be held down
+        return
+    try:
+        keymap = screen.query_keymap()
+        held = [index * 8 + bit for index, byte in enumerate(keymap) for bit in range(8)
+                if byte & (1 << bit)]
+        for keycode in held:
+            xtest.fake_input(screen, X.KeyRelease, keycode)
+        screen.sync()
+    finally:
+        screen.close()
+
+
 def pump_until(app: object, condition, timeout: float = 5.0) -> bool:
     """Let Tk run (timers, the event pump, redraws) until ``condition()`` holds."""
     import time

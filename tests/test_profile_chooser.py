@@ -121,7 +121,9 @@ def test_starting_without_a_profile_flag_asks_and_opens_the_chosen_one(
         chooser = _window(".+ profiles", deadline)  # xdotool's regex does not match the em dash
         _xdotool("windowactivate", "--sync", chooser)
         _xdotool("windowfocus", "--sync", chooser)
-        _xdotool("key", "--window", chooser, "Return")  # "work", the last used, is selected
+        # plain XTEST key: "--window" may press by XTEST and release by XSendEvent to a window
+        # that is gone by then, leaving Return held down (and auto-repeating) for later tests
+        _xdotool("key", "Return")  # "work", the last used, is selected
         _window(".+ work", deadline)
         assert profile_in_use(profile_paths("work", tmp_path))
         assert not profile_in_use(profile_paths("home", tmp_path))

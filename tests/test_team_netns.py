@@ -86,7 +86,7 @@ def _window(display: str, title: str) -> str:
 
 def _open_chat_and_type(display: str, window: str, search: str, text: str | None) -> None:
     _xdo(display, "windowfocus", "--sync", window)
-    _xdo(display, "key", "--window", window, "ctrl+k")
+    _xdo(display, "key", "ctrl+k")  # focused above; see test_profile_chooser on --window
     _xdo(display, "type", "--delay", "20", search)
     _xdo(display, "key", "Return")
     time.sleep(0.5)
