@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 WORKER_JOIN_TIMEOUT_S = 5.0
 OUTBOX_TICK_S = 1.0
+WORKERS_AT_THE_LATEST_MS = 400  # start the workers by then even if the window is never drawn
 
 
 class Worker(Protocol):
@@ -741,7 +742,19 @@ class App:
         self._tick_after = self.root.after(int(OUTBOX_TICK_S * 1000), self._tick)
         self.window.show()
         log.info("window shown for profile %s", self.paths.name)
-        self.root.after_idle(self._start_workers)
+        # Start the workers once the server has asked us to draw (the first Expose) and Tk has
+        # drawn: after_idle alone runs before the Expose arrives, so the tray's and transports'
+        # imports competed with the first paint. The timer covers a window that is never
+        # exposed (started minimised to the tray).
+        started = [False]
+
+        def start_after_paint(_event: object = None) -> None:
+            if not started[0]:
+                started[0] = True
+                self.root.after_idle(self._start_workers)
+
+        self.root.bind("<Expose>", start_after_paint, add="+")
+        self.root.after(WORKERS_AT_THE_LATEST_MS, start_after_paint)
 
     def _start_workers(self) -> None:
         if not self._running:
