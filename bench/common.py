@@ -32,7 +32,15 @@ from chimera_tk.store.records import IncomingMessage
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    """One figure. ``better`` is ``lower``, ``higher``, ``equal`` (an invariant) or ``info``."""
+    """One figure. ``better`` is ``lower``, ``higher``, ``equal`` (an invariant) or ``info``.
+
+    A figure measured beside a ceiling or a peer in the same run names it in ``peer`` with its
+    ``peer_figure`` (same unit). ``ratio`` then says how many times better ours is (> 1: ours is
+    better): ours / peer when higher is better, peer / ours when lower is better; it is computed
+    when not given. ``ratio_target`` is a target on that ratio (ours must be at least this many
+    times the peer), checked beside ``target``. A peer that could not run leaves
+    ``peer_figure`` at None and says why in ``peer``; such a ratio row is ``n/a``.
+    """
 
     metric: str
     value: float
@@ -40,27 +48,78 @@ class Result:
     target: float | None = None
     better: str = "info"
     note: str = ""
+    peer: str = ""
+    peer_figure: float | None = None
+    ratio: float | None = None
+    ratio_target: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.ratio is None and self.peer_figure is not None:
+            object.__setattr__(self, "ratio", speedup(self.value, self.peer_figure, self.better))
 
     @property
     def verdict(self) -> str:
-        if self.better == "info" or self.target is None:
-            return "info"
-        if self.better == "equal":
-            return "PASS" if self.value == self.target else "FAIL"
-        if self.better == "lower":
-            return "PASS" if self.value <= self.target else "SHORT"
-        return "PASS" if self.value >= self.target else "SHORT"
+        checks = []
+        if self.better != "info" and self.target is not None:
+            if self.better == "equal":
+                checks.append("PASS" if self.value == self.target else "FAIL")
+            elif self.better == "lower":
+                checks.append("PASS" if self.value <= self.target else "SHORT")
+            else:
+                checks.append("PASS" if self.value >= self.target else "SHORT")
+        if self.ratio_target is not None:
+            if self.ratio is None or math.isnan(self.ratio):
+                checks.append("n/a")
+            else:
+                checks.append("PASS" if self.ratio >= self.ratio_target else "SHORT")
+        for verdict in ("FAIL", "SHORT", "n/a", "PASS"):
+            if verdict in checks:
+                return verdict
+        return "info"
 
     @property
     def target_text(self) -> str:
-        if self.target is None or self.better == "info":
-            return "-"
-        sign = {"lower": "<= ", "higher": ">= ", "equal": "= "}[self.better]
-        return f"{sign}{format_number(self.target)} {self.unit}".rstrip()
+        parts = []
+        if self.target is not None and self.better != "info":
+            sign = {"lower": "<= ", "higher": ">= ", "equal": "= "}[self.better]
+            parts.append(f"{sign}{format_number(self.target)} {self.unit}".rstrip())
+        if self.ratio_target is not None:
+            parts.append(f">= {format_number(self.ratio_target)}x peer")
+        return "; ".join(parts) or "-"
 
     @property
     def figure_text(self) -> str:
         return f"{format_number(self.value)} {self.unit}".rstrip()
+
+    @property
+    def peer_text(self) -> str:
+        if not self.peer:
+            return "-"
+        if self.peer_figure is None:
+            return self.peer
+        return f"{self.peer}: {format_number(self.peer_figure)} {self.unit}".rstrip()
+
+    @property
+    def ratio_text(self) -> str:
+        if self.ratio is None or math.isnan(self.ratio):
+            return "-"
+        return f"{format_number(self.ratio)}x"
+
+    def as_json(self) -> dict[str, object]:
+        """The fields plus the verdict (for readers of results.json)."""
+        return {**asdict(self), "verdict": self.verdict}
+
+
+def speedup(ours: float, peer: float, better: str) -> float:
+    """How many times better ``ours`` is than ``peer`` (NaN when it cannot be said)."""
+    try:
+        if better == "higher":
+            return ours / peer
+        if better == "lower":
+            return peer / ours
+    except ZeroDivisionError:
+        return math.nan
+    return math.nan
 
 
 def format_number(value: float) -> str:
@@ -74,16 +133,23 @@ def format_number(value: float) -> str:
 
 
 def table(results: Sequence[Result]) -> str:
-    """The rows as an aligned plain-text table: metric, figure, target, verdict."""
-    rows = [("metric", "figure", "target", "verdict")]
-    rows += [(r.metric, r.figure_text, r.target_text, r.verdict) for r in results]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    """The rows as an aligned plain-text table: metric, figure, peer, ratio, target, verdict.
+
+    The peer and ratio columns appear only when some row has a peer."""
+    with_peers = any(r.peer for r in results)
+    header = ("metric", "figure", "ceiling/peer", "ratio", "target", "verdict")
+    rows = [header]
+    rows += [(r.metric, r.figure_text, r.peer_text, r.ratio_text, r.target_text, r.verdict)
+             for r in results]
+    if not with_peers:
+        rows = [(row[0], row[1], row[4], row[5]) for row in rows]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     lines = []
     for index, row in enumerate(rows):
         lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
-                     + "  " + row[3])
+                     + "  " + row[-1])
         if index == 0:
-            lines.append("-" * (sum(widths) + 6 + 7))
+            lines.append("-" * (sum(widths) + 2 * len(widths) + 7))
     return "\n".join(lines)
 
 
@@ -114,7 +180,9 @@ def finish(title: str, results: Sequence[Result], results_file: Path | None) -> 
 def load_results(path: Path) -> list[Result]:
     if not path.exists():
         return []
-    return [Result(**json.loads(line)) for line in path.read_text().splitlines() if line]
+    fields = set(Result.__dataclass_fields__)
+    rows = (json.loads(line) for line in path.read_text().splitlines() if line)
+    return [Result(**{k: v for k, v in row.items() if k in fields}) for row in rows]
 
 
 def say(text: str) -> None:

@@ -7,20 +7,27 @@ script builds hosts ``a`` and ``b`` on a bridge with ``tests.netns.Network`` and
    (a driver process in a runs the real ``PeerWorker`` and sends to a real ``chimera --headless``
    in b); a bare mutual-TLS socket pair with the same certificates and TLS context (blocking
    sockets, 1 MiB file reads and file writes, no hashing: the ceiling); the same with SHA-256 on
-   the receiver (the ceiling for a link that must verify, as Chimera's); scp to an sshd started
-   in b. Chimera's clock runs from ``submit()`` on a warm, verified connection to the delivered
-   state: offer, accept, data, the receiver's SHA-256 check, fsync and rename, ACK. Process
-   start-up, discovery and the sender's own hashing (done when a file is queued) are outside
-   it, which a driver makes exact where log lines would give milliseconds. The bare clock runs
-   from the first byte to the receiver's one-byte answer after closing the file; scp's is the
-   command less the median of three scp runs of an empty file (its set-up). Every arrival is
-   hashed against the source. CPU seconds: psutil (wait4 and sshd's reaped children for scp).
-   The receiver's RSS is sampled every 20 ms during Chimera's transfers.
+   the receiver (the ceiling for a link that must verify, as Chimera's); and the peers of
+   lan_peers.py: ``openssl s_server``/``s_client`` (TLS 1.3, same ECDSA keys), scp to an sshd
+   in b, magic-wormhole with its own mailbox and transit relay in b. Chimera's clock runs from
+   ``submit()`` on a warm, verified connection to the delivered state: offer, accept, data, the
+   receiver's SHA-256 check, fsync and rename, ACK. Process start-up, discovery and the sender's
+   own hashing (done when a file is queued) are outside it, which a driver makes exact where log
+   lines would give milliseconds. The bare clock runs from the first byte to the receiver's
+   one-byte answer after closing the file; each peer tool's is its command less the median of
+   its set-up (a one-byte file). Every arrival is hashed against the source. CPU seconds per GiB
+   on each side: psutil for Chimera and the bare pair, wait4 for the tools (and sshd's reaped
+   children for scp). The receiver's RSS is sampled every 20 ms during Chimera's transfers. A
+   tool that cannot run here keeps its row, with the reason in the peer column.
 2. Text send->ACK over the persistent connection (the channel path ``_PeerSender`` uses, to a
-   receiver that commits to SQLite before it ACKs), then the same through the outbox (sender's
-   database writes included), then the original design's fresh TLS connection per message.
+   receiver that commits to SQLite before it ACKs; 10,000 texts, 500 with ``--quick``), then the
+   same through the outbox (sender's database writes included); the peer figure of both is the
+   original design's fresh TLS connection per message.
 3. Discovery: two real ``chimera --headless`` started together; the time from the later
    "LAN up" log line to the later "verified on the LAN" line, median over a few runs.
+4. Departure: the real discovery worker runs in a (as in every node) while bob's
+   ``chimera --headless`` in b is stopped (SIGTERM: it says goodbye) or killed (SIGKILL: it falls
+   silent); the time from the signal until a drops bob.
 
 ``--profile`` adds one Chimera transfer under py-spy (both processes) and prints where the time
 goes. Traffic goes only to the addresses of the namespaces this script creates.
@@ -51,13 +58,31 @@ from pathlib import Path
 from typing import Any
 
 from common import Result, TextGenerator, finish, median, ms, parse_args, percentile, say
+from lan_peers import (
+    DEFAULT_TOOLS_VENV,
+    OpenSslPair,
+    ScpTool,
+    Tool,
+    ToolUnavailable,
+    WormholePair,
+    die_with_parent,
+    process_cpu,
+)
 
 SCRIPT = Path(__file__).resolve()
 REPO_ROOT = SCRIPT.parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from chimera_tk.events import MessageChanged, PeerUnavailable, PeerVerified  # noqa: E402
+from chimera_tk.config import LanSettings  # noqa: E402
+from chimera_tk.events import (  # noqa: E402
+    MessageChanged,
+    PeerAnnounced,
+    PeerExpired,
+    PeerUnavailable,
+    PeerVerified,
+)
+from chimera_tk.net.discovery.worker import DiscoveryWorker  # noqa: E402
 from chimera_tk.net.peer.protocol import Ack, Hello, PeerSession, Text  # noqa: E402
 from chimera_tk.net.peer.tls import (  # noqa: E402
     TlsFiles,
@@ -71,17 +96,23 @@ from chimera_tk.store import Store  # noqa: E402
 from chimera_tk.store.records import utc_now_ms  # noqa: E402
 
 ALICE, BOB = 1001, 2002
-FILE_METHODS = ("chimera", "bare", "bare+sha", "scp")
+FILE_METHODS = {  # name -> label, in the order of the first round
+    "chimera": "Chimera",
+    "bare": "bare mutual-TLS pair (ceiling)",
+    "bare+sha": "bare mutual-TLS pair + SHA-256 (ceiling that verifies)",
+    "openssl": "openssl s_server/s_client (TLS 1.3)",
+    "scp": "scp (OpenSSH)",
+    "wormhole": "magic-wormhole",
+}
 PEER_PORT = 50052
 BARE_PORT = 50060
-SSH_PORT = 22
 MIB = 1 << 20
 GIB = 1 << 30
-TARGET_VS_BARE = 0.9
-TARGET_VS_SCP = 1.4
+FILE_RATIO_TARGETS = {"bare": 0.9, "scp": 1.4, "wormhole": 2.3}
 TARGET_P50_MS = 1.0
 TARGET_P99_MS = 3.0
 TARGET_DISCOVERY_S = 1.0
+TARGET_DEPARTURE_S = 15.0
 TARGET_RSS_MIB = 64.0
 _LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
 
@@ -310,9 +341,30 @@ def bare_server(args: argparse.Namespace) -> None:
                               "sha256": digest.hexdigest() if hashing else None}), flush=True)
 
 
+def discovery_observer(args: argparse.Namespace) -> None:
+    """Host a: the real discovery worker with the app's settings, as every Chimera node runs it.
+    Prints one JSON line per peer appearing or dropped (PeerExpired: the event on which the
+    app's LAN service forgets the peer) with ``time.monotonic()``, shared by every process on
+    the machine; ends when stdin closes."""
+    def emit(event: object) -> None:
+        now = time.monotonic()
+        if isinstance(event, PeerAnnounced) and event.new:
+            print(json.dumps({"event": "appeared", "user": event.user_id, "t": now}), flush=True)
+        elif isinstance(event, PeerExpired):
+            print(json.dumps({"event": "dropped", "user": event.user_id, "t": now}), flush=True)
+
+    worker = DiscoveryWorker(args.user_id, PEER_PORT, LanSettings(interval_s=args.interval),
+                             emit)
+    worker.start()
+    print(json.dumps({"event": "ready", "pid": os.getpid()}), flush=True)
+    sys.stdin.read()
+    worker.stop()
+    worker.join(10)
+
+
 def run_role(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description="a process of bench/lan.py in a namespace")
-    parser.add_argument("--role", choices=("sender", "bare-server"), required=True)
+    parser.add_argument("--role", choices=("sender", "bare-server", "observer"), required=True)
     parser.add_argument("--address", required=True)
     parser.add_argument("--user-id", type=int, required=True)
     parser.add_argument("--profile-root", type=Path, required=True)
@@ -322,9 +374,12 @@ def run_role(argv: list[str]) -> int:
     parser.add_argument("--peer-address")
     parser.add_argument("--port", type=int, default=BARE_PORT)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--interval", type=float, default=LanSettings().interval_s)
     args = parser.parse_args(argv)
     if args.role == "sender":
         SenderDriver(args).serve()
+    elif args.role == "observer":
+        discovery_observer(args)
     else:
         bare_server(args)
     return 0
@@ -366,14 +421,6 @@ class Driver:
             self.process.wait(15)
 
 
-def process_cpu(pid: int) -> float:
-    """User + system seconds of a process, its threads and its reaped children."""
-    import psutil
-
-    times = psutil.Process(pid).cpu_times()
-    return times.user + times.system + times.children_user + times.children_system
-
-
 class RssSampler:
     """Samples one process's RSS every 20 ms in a thread, for the length of a ``with`` block."""
 
@@ -403,111 +450,6 @@ class RssSampler:
     @property
     def growth_mib(self) -> float:
         return (max(self.samples) - self.samples[0]) / MIB
-
-
-class SshServer:
-    """sshd inside host b on its address, with a throwaway host key and one authorized key."""
-
-    def __init__(self, net: Any, folder: Path) -> None:
-        self.net = net
-        self.folder = folder
-        self.process: subprocess.Popen | None = None
-        self._made_run_dir = False
-
-    def start(self) -> None:
-        folder = self.folder
-        folder.mkdir(mode=0o700)
-        for name in ("host_key", "client_key"):
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
-                            str(folder / name)], check=True)
-        shutil.copy(folder / "client_key.pub", folder / "authorized_keys")
-        host = self.net["b"]
-        config = folder / "sshd_config"
-        config.write_text(
-            f"ListenAddress {host.address}:{SSH_PORT}\nHostKey {folder / 'host_key'}\n"
-            f"AuthorizedKeysFile {folder / 'authorized_keys'}\nPidFile none\nUsePAM no\n"
-            "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
-            "KbdInteractiveAuthentication no\nStrictModes no\nLogLevel ERROR\n"
-            "Subsystem sftp internal-sftp\n")
-        run_dir = Path("/run/sshd")  # sshd's privilege separation directory
-        if not run_dir.exists():
-            run_dir.mkdir(mode=0o755, parents=True)
-            self._made_run_dir = True
-        sshd = shutil.which("sshd") or "/usr/sbin/sshd"
-        self.process = host.popen([sshd, "-D", "-e", "-f", str(config)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                  preexec_fn=die_with_parent)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            probe = host.run(["ss", "-ltnH", f"sport = :{SSH_PORT}"], check=False)
-            if host.address in probe.stdout:
-                return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise RuntimeError(f"sshd did not start: {self._stderr()}")
-
-    def _stderr(self) -> str:
-        if self.process is None or self.process.stderr is None or self.process.poll() is None:
-            return ""
-        return self.process.stderr.read().decode(errors="replace")[-2000:]
-
-    def cpu(self) -> float:
-        assert self.process is not None
-        return process_cpu(self.process.pid)
-
-    def settle(self, timeout: float = 5.0) -> None:
-        """Wait until the per-connection sshd processes are gone (their CPU is then counted
-        in the listener's children times)."""
-        import psutil
-
-        assert self.process is not None
-        listener = psutil.Process(self.process.pid)
-        deadline = time.monotonic() + timeout
-        while listener.children() and time.monotonic() < deadline:
-            time.sleep(0.01)
-
-    def scp(self, source: Path, target: Path) -> tuple[float, float]:
-        """(seconds, client CPU seconds) of one scp from host a into ``target`` on host b."""
-        key = self.folder / "client_key"
-        argv = ["ip", "netns", "exec", self.net["a"].namespace, "scp", "-q", "-F", "/dev/null",
-                "-i", str(key), "-P", str(SSH_PORT), "-o", "StrictHostKeyChecking=no",
-                "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
-                "-o", "LogLevel=ERROR", str(source), f"root@{self.net['b'].address}:{target}"]
-        start = time.perf_counter()
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.PIPE, preexec_fn=die_with_parent)
-        _pid, status, usage = os.wait4(process.pid, 0)
-        seconds = time.perf_counter() - start
-        process.returncode = os.waitstatus_to_exitcode(status)
-        assert process.stderr is not None
-        errors = process.stderr.read().decode(errors="replace")
-        process.stderr.close()
-        if process.returncode != 0:
-            raise RuntimeError(f"scp failed ({process.returncode}): {errors[-1000:]}")
-        return seconds, usage.ru_utime + usage.ru_stime
-
-    def scp_measured(self, source: Path, target: Path) -> tuple[float, float, float]:
-        """(seconds, client CPU, server CPU) of one scp; the server's per-connection processes
-        have ended (and been reaped into the listener's children times) when it returns."""
-        server_cpu = self.cpu()
-        seconds, client_cpu = self.scp(source, target)
-        self.settle()
-        return seconds, client_cpu, self.cpu() - server_cpu
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(5)
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait(5)
-        if self.process is not None and self.process.stderr is not None:
-            self.process.stderr.close()
-        if self._made_run_dir:
-            with contextlib.suppress(OSError):
-                Path("/run/sshd").rmdir()
 
 
 def make_source(path: Path, size: int) -> str:
@@ -541,14 +483,6 @@ def log_times(node: Any, text: str) -> list[float]:
         if match and text in line:
             times.append(datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp())
     return times
-
-
-def die_with_parent() -> None:
-    """``preexec_fn`` for every process this script starts: the kernel kills it if the script
-    dies (bench/run's timeout sends SIGKILL, which no cleanup code survives)."""
-    import ctypes
-
-    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def start_headless(node: Any) -> None:
@@ -600,15 +534,78 @@ def measure_discovery(alice: Any, bob: Any, runs: int) -> tuple[list[float], lis
     return from_up, from_spawn
 
 
+def measure_departure(net: Any, bob: Any, tmp: Path, stops: int, kills: int,
+                      interval_s: float) -> dict[str, list[float]]:
+    """Seconds from signalling bob's ``chimera --headless`` to the moment the discovery worker
+    of another node (host a) drops bob: after SIGTERM (bob says goodbye) and after SIGKILL (bob
+    falls silent; dropped after three missed announcements). Each kill lands at a random point
+    of bob's announcement interval. Both use ``interval_s`` (the default 5 s; shorter only in
+    quick runs, which prove that the measurement works)."""
+    import queue
+    import random
+
+    from chimera_tk.config import Config, TeamSettings, save_config
+
+    save_config(bob.paths.config_file, Config(lan=LanSettings(interval_s=interval_s),
+                                              team=TeamSettings(display_name=bob.name)))
+
+    lines: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+    observer = net["a"].python(
+        str(SCRIPT), "--role", "observer", "--address", net["a"].address,
+        "--user-id", str(ALICE), "--profile-root", str(tmp), "--interval", str(interval_s),
+        stderr=open(tmp / "observer.err", "w"), preexec_fn=die_with_parent)  # noqa: SIM115
+    assert observer.stdout is not None and observer.stdin is not None
+    json.loads(observer.stdout.readline())  # ready
+    threading.Thread(target=lambda: [lines.put(json.loads(line)) for line in observer.stdout],
+                     daemon=True).start()
+
+    def next_event(kind: str, timeout: float) -> float:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                event = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise RuntimeError(f"the observer in a saw no {kind} of bob in {timeout} s") \
+                    from None
+            if event["event"] == kind and event["user"] == BOB:
+                return event["t"]
+
+    rng = random.Random(5)
+    found: dict[str, list[float]] = {"stop": [], "kill": []}
+    try:
+        for mode in ["stop"] * stops + ["kill"] * kills:
+            start_headless(bob)
+            next_event("appeared", 20)
+            if mode == "kill":
+                time.sleep(rng.uniform(0.05, 1.0) * interval_s)
+            signalled = time.monotonic()
+            assert bob.process is not None
+            bob.process.send_signal(signal.SIGTERM if mode == "stop" else signal.SIGKILL)
+            bob.process.wait(30)
+            bob.process = None
+            seconds = next_event("dropped", 30) - signalled
+            found[mode].append(seconds)
+            say(f"  departure after {'SIGTERM' if mode == 'stop' else 'SIGKILL'}: dropped by "
+                f"the node in a after {seconds:.2f} s")
+    finally:
+        observer.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            observer.wait(15)
+        save_config(bob.paths.config_file, Config(team=TeamSettings(display_name=bob.name)))
+    return found
+
+
 class FileRound:
     """The file transfers of one method, accumulated over the rounds."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, label: str) -> None:
         self.name = name
+        self.label = label
         self.seconds: list[float] = []
         self.sender_cpu: list[float] = []
         self.receiver_cpu: list[float] = []
         self.damaged = 0
+        self.unavailable = ""  # why this method did not run, when it could not
 
     def add(self, seconds: float, sender_cpu: float, receiver_cpu: float, arrived: Path,
             expected_sha: str) -> None:
@@ -621,6 +618,25 @@ class FileRound:
         arrived.unlink()
 
 
+def start_tool(tool: Tool, file_round: FileRound, setup_runs: int) -> Tool | None:
+    """Start a peer tool and measure its set-up; None (the reason kept in the round) if it
+    cannot run here."""
+    try:
+        say(f"starting {tool.label}")
+        tool.start()
+        setup = tool.measure_setup(setup_runs)
+    except (ToolUnavailable, RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        file_round.unavailable = str(exc) if isinstance(exc, ToolUnavailable) \
+            else f"could not start: {exc}"
+        say(f"  {tool.name}: {file_round.unavailable}: no {tool.name} figures")
+        tool.stop()
+        return None
+    if setup_runs:
+        say(f"  {tool.name} set-up (a one-byte file, subtracted): {ms(setup.seconds):.0f} ms, "
+            f"CPU {setup.sender_cpu:.2f} s sender, {setup.receiver_cpu:.2f} s receiver")
+    return tool
+
+
 def run_benchmark(args: argparse.Namespace) -> list[Result]:
     from tests.lan_nodes import AppNode
     from tests.netns import Network
@@ -631,7 +647,9 @@ def run_benchmark(args: argparse.Namespace) -> list[Result]:
     messages = args.messages or (500 if args.quick else 10_000)
     outbox_messages = max(100, messages // 5)
     handshakes = 50 if args.quick else 200
-    discovery_runs = 2 if args.quick else 5
+    discovery_runs = 1 if args.quick else 5
+    departures = (1, 1) if args.quick else (3, 3)
+    departure_interval = 1.0 if args.quick else LanSettings().interval_s
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="chimera-bench-lan-", dir=args.dir) as tmp_name, \
             Network(("a", "b")) as net:
@@ -644,13 +662,15 @@ def run_benchmark(args: argparse.Namespace) -> list[Result]:
 
         say("discovery: two `chimera --headless` started together")
         discovery, discovery_cold = measure_discovery(alice, bob, discovery_runs)
+        say(f"departure: bob stopped {departures[0]}x, killed {departures[1]}x")
+        departure = measure_departure(net, bob, tmp, *departures, departure_interval)
 
         source = tmp / "source.bin"
         say(f"making a {size // MIB} MiB source file")
         source_sha = make_source(source, size)
-        bare_out, scp_out = tmp / "bare-out", tmp / "scp-out"
+        bare_out, tool_out = tmp / "bare-out", tmp / "tool-out"
         bare_out.mkdir()
-        scp_out.mkdir()
+        tool_out.mkdir(mode=0o777)
 
         start_headless(bob)
         bare = net["b"].python(
@@ -667,30 +687,26 @@ def run_benchmark(args: argparse.Namespace) -> list[Result]:
             "--database", str(alice.paths.database), "--downloads", str(alice.paths.downloads),
             "--peer-id", str(BOB), "--peer-address", net["b"].address,
             stderr=open(tmp / "driver.err", "w"), preexec_fn=die_with_parent))  # noqa: SIM115
-        ssh = SshServer(net, tmp / "ssh") if shutil.which("scp") and (
-            shutil.which("sshd") or Path("/usr/sbin/sshd").exists()) else None
+        rounds_by_name = {name: FileRound(name, label) for name, label in FILE_METHODS.items()}
+        tools: list[Tool] = []
         try:
             connected = driver.call("connect")
             say(f"driver in a connected to the headless receiver in b "
                 f"({ms(connected['seconds']):.0f} ms)")
-            scp_setup = scp_setup_cpu = (0.0, 0.0)
-            if ssh is not None:
-                ssh.start()
-                empty = tmp / "empty"
-                empty.touch()
-                setups = [ssh.scp_measured(empty, scp_out / "empty") for _ in range(3)]
-                scp_setup = median([setup[0] for setup in setups])
-                scp_setup_cpu = (median([setup[1] for setup in setups]),
-                                 median([setup[2] for setup in setups]))
-                say(f"scp of an empty file (set-up, subtracted): {ms(scp_setup):.0f} ms, CPU "
-                    f"{scp_setup_cpu[0]:.2f} s client, {scp_setup_cpu[1]:.2f} s server")
-            else:
-                say("scp/sshd not installed (apt-get install openssh-server openssh-client): "
-                    "no scp figures")
-
-            chimera, bare_round, scp_round = (FileRound("Chimera"), FileRound("bare TLS"),
-                                              FileRound("scp"))
-            bare_sha_round = FileRound("bare TLS+SHA")
+            candidates = {
+                "openssl": lambda: OpenSslPair(net, tmp / "openssl",
+                                               tls_files(alice.paths.root, ALICE),
+                                               tls_files(bob.paths.root, BOB), BOB),
+                "scp": lambda: ScpTool(net, tmp / "ssh"),
+                "wormhole": lambda: WormholePair(net, tmp / "wormhole", args.tools_venv),
+            }
+            runners: dict[str, Callable[[], None]] = {}
+            for name, make in candidates.items():
+                if name in args.methods:
+                    tool = start_tool(make(), rounds_by_name[name], 0 if args.quick else 3)
+                    if tool is not None:
+                        tools.append(tool)
+                        runners[name] = lambda t=tool: run_tool(t)
             rss_growth: list[float] = []
 
             def run_chimera() -> None:
@@ -702,10 +718,11 @@ def run_benchmark(args: argparse.Namespace) -> list[Result]:
                 if reply["state"] != "delivered":
                     raise RuntimeError(f"the Chimera transfer ended {reply['state']}")
                 rss_growth.append(rss.growth_mib)
-                chimera.add(reply["seconds"], reply["cpu_s"], receiver_cpu,
-                            newest_download(bob.paths.downloads), source_sha)
+                rounds_by_name["chimera"].add(reply["seconds"], reply["cpu_s"], receiver_cpu,
+                                              newest_download(bob.paths.downloads), source_sha)
 
-            def run_bare(file_round: FileRound, sha256: bool) -> None:
+            def run_bare(name: str, sha256: bool) -> None:
+                file_round = rounds_by_name[name]
                 reply = driver.call("bare_file", path=str(source), size=size, port=BARE_PORT,
                                     sha256=sha256)
                 report = json.loads(bare.stdout.readline())
@@ -714,24 +731,30 @@ def run_benchmark(args: argparse.Namespace) -> list[Result]:
                 file_round.add(reply["seconds"], reply["cpu_s"], report["cpu_s"],
                                Path(report["path"]), source_sha)
 
-            def run_scp() -> None:
-                assert ssh is not None
-                seconds, sender_cpu, receiver_cpu = ssh.scp_measured(source,
-                                                                     scp_out / "source.bin")
-                scp_round.add(max(seconds - scp_setup, 1e-6), sender_cpu - scp_setup_cpu[0],
-                              receiver_cpu - scp_setup_cpu[1], scp_out / "source.bin",
-                              source_sha)
+            def run_tool(tool: Tool) -> None:
+                target = tool_out / f"{tool.name}.bin"
+                done = tool.transfer(source, target)
+                rounds_by_name[tool.name].add(done.seconds, done.sender_cpu, done.receiver_cpu,
+                                              target, source_sha)
 
-            methods: list[tuple[FileRound, Callable[[], None]]] = [
-                (chimera, run_chimera), (bare_round, lambda: run_bare(bare_round, False)),
-                (bare_sha_round, lambda: run_bare(bare_sha_round, True)), (scp_round, run_scp)]
-            methods = [(r, run) for (r, run), name in zip(methods, FILE_METHODS, strict=True)
-                       if name in args.methods and (name != "scp" or ssh is not None)]
+            runners.update({"chimera": run_chimera, "bare": lambda: run_bare("bare", False),
+                            "bare+sha": lambda: run_bare("bare+sha", True)})
+            methods = [name for name in FILE_METHODS if name in args.methods and name in runners]
             for round_no in range(rounds):
                 shift = round_no % len(methods)
-                for file_round, run in methods[shift:] + methods[:shift]:
-                    run()
-                    say(f"  round {round_no + 1} {file_round.name:<12}: "
+                for name in methods[shift:] + methods[:shift]:
+                    file_round = rounds_by_name[name]
+                    if file_round.unavailable:
+                        continue
+                    try:
+                        runners[name]()
+                    except (RuntimeError, OSError) as exc:
+                        if name not in candidates:
+                            raise  # Chimera or the ceiling broke: no ratio means anything
+                        file_round.unavailable = f"failed in round {round_no + 1}: {exc}"
+                        say(f"  {name}: {file_round.unavailable}")
+                        continue
+                    say(f"  round {round_no + 1} {name:<9}: "
                         f"{size / MIB / file_round.seconds[-1]:7.0f} MiB/s "
                         f"({file_round.seconds[-1]:.2f} s; CPU sender "
                         f"{file_round.sender_cpu[-1]:.2f} s, receiver "
@@ -748,71 +771,94 @@ def run_benchmark(args: argparse.Namespace) -> list[Result]:
             fresh = driver.call("handshake_texts", count=handshakes)
         finally:
             driver.quit()
-            if ssh is not None:
-                ssh.stop()
+            for tool in tools:
+                tool.stop()
             bare.kill()
             bare.wait(5)
             if bob.process is not None:
                 bob.stop()
 
-    results += file_results(size, chimera, bare_round, bare_sha_round, scp_round, scp_setup,
-                            rss_growth)
+    chosen = [rounds_by_name[name] for name in FILE_METHODS if name in args.methods]
+    results += file_results(size, chosen, rss_growth, args.quick)
     results += latency_results(channel, outbox, fresh)
     results += [
         Result("lan discovery median", median(discovery), "s", TARGET_DISCOVERY_S, "lower",
-               note=f"{len(discovery)} runs; later LAN up -> later verified"),
-        Result("lan discovery max", max(discovery), "s"),
+               note=f"{len(discovery)} runs; two nodes started together: from the later "
+                    "node's LAN up to both having verified the other"),
+        Result("lan discovery max", max(discovery), "s", TARGET_DISCOVERY_S, "lower"),
         Result("lan discovery from process start, median", median(discovery_cold), "s",
                note="two `chimera --headless` spawned together -> both verified"),
     ]
+    for mode, label in (("stop", "stopped (SIGTERM, goodbye)"),
+                        ("kill", "killed (SIGKILL, silent)")):
+        values = departure[mode]
+        results.append(Result(f"lan departure, node {label}, max", max(values), "s",
+                              TARGET_DEPARTURE_S, "lower",
+                              note=f"{len(values)} runs, median {median(values):.2f} s, "
+                                   f"announcements every {departure_interval:g} s; signal -> "
+                                   "another node's discovery drops it (PeerExpired, on which "
+                                   "the app forgets the peer)"))
     return results
 
 
-def file_results(size: int, chimera: FileRound, bare: FileRound, bare_sha: FileRound,
-                 scp: FileRound, scp_setup: float, rss_growth: list[float]) -> list[Result]:
-    """Rows for the methods that ran (``--methods``; scp only where openssh is installed)."""
+def file_results(size: int, rounds: list[FileRound], rss_growth: list[float],
+                 quick: bool = False) -> list[Result]:
+    """Chimera's rate and CPU beside each other method's, measured in the same rounds; a method
+    that could not run still has its row, saying why."""
     def rate(file_round: FileRound) -> float:
         return size / MIB / median(file_round.seconds)
 
     def per_gib(values: list[float]) -> float:
         return median(values) * GIB / size
 
-    ran = [r for r in (chimera, bare, bare_sha, scp) if r.seconds]
+    by_name = {r.name: r for r in rounds}
+    chimera = by_name.get("chimera")
+    ran = [r for r in rounds if r.seconds]
+    size_text = f"{size // MIB} MiB" if size < GIB else f"{size / GIB:g} GiB"
     results = []
-    for file_round, metric in ((chimera, "lan file Chimera"), (bare, "lan file bare TLS (ceiling)"),
-                               (bare_sha, "lan file bare TLS + SHA-256"), (scp, "lan file scp")):
-        if file_round.seconds:
-            note = f"{size // MIB} MiB, median of {len(file_round.seconds)}"
-            if file_round is scp:
-                note += f"; set-up of {ms(scp_setup):.0f} ms (and its CPU) subtracted"
-            results.append(Result(metric, rate(file_round), "MiB/s", note=note))
-    if chimera.seconds and bare.seconds:
-        results += [
-            Result("lan file Chimera/bare", rate(chimera) / rate(bare), "x", TARGET_VS_BARE,
-                   "higher", note="medians"),
-            Result("lan file Chimera/bare, best rounds",
-                   min(bare.seconds) / min(chimera.seconds), "x",
-                   note="the fastest round of each: less exposed to noise"),
-        ]
-    if chimera.seconds and bare_sha.seconds:
-        results.append(Result("lan file Chimera/(bare TLS + SHA-256)",
-                              rate(chimera) / rate(bare_sha), "x",
-                              note="medians; against a ceiling that verifies as Chimera must"))
-    if chimera.seconds and scp.seconds:
-        results.append(Result("lan file Chimera/scp", rate(chimera) / rate(scp), "x",
-                              TARGET_VS_SCP, "higher", note="medians"))
-    for file_round in ran:
-        results += [
-            Result(f"lan CPU per GiB, {file_round.name} sender", per_gib(file_round.sender_cpu),
-                   "s"),
-            Result(f"lan CPU per GiB, {file_round.name} receiver",
-                   per_gib(file_round.receiver_cpu), "s"),
-        ]
+    if chimera is None or not chimera.seconds:
+        for file_round in ran:
+            results.append(Result(f"lan file {file_round.label}", rate(file_round), "MiB/s",
+                                  note=f"{size_text}, median of {len(file_round.seconds)}"))
+    else:
+        for file_round in rounds:
+            if file_round is chimera:
+                continue
+            name = file_round.name
+            peer = (f"{file_round.label}: {file_round.unavailable}" if file_round.unavailable
+                    else file_round.label)
+            note = (f"{size_text} a->b, medians of {len(chimera.seconds)} rounds "
+                    "(rotating order)")
+            if name in ("openssl", "scp", "wormhole"):
+                note += ("; the tool's set-up (one-byte file) subtracted" if not quick
+                         else "; quick: the tool's set-up is included")
+            results.append(Result(
+                f"lan file Chimera vs {name}", rate(chimera), "MiB/s", better="higher",
+                note=note, peer=peer,
+                peer_figure=rate(file_round) if file_round.seconds else None,
+                ratio_target=FILE_RATIO_TARGETS.get(name)))
+        bare = by_name.get("bare")
+        if bare is not None and bare.seconds:
+            results.append(Result(
+                "lan file Chimera vs bare, best rounds", size / MIB / min(chimera.seconds),
+                "MiB/s", better="higher", peer=bare.label,
+                peer_figure=size / MIB / min(bare.seconds),
+                note="the fastest round of each: less exposed to noise"))
+        for side in ("sender", "receiver"):
+            for file_round in ran:
+                if file_round is chimera:
+                    continue
+                results.append(Result(
+                    f"lan CPU per GiB {side}, Chimera vs {file_round.name}",
+                    per_gib(getattr(chimera, f"{side}_cpu")), "s", better="lower",
+                    peer=file_round.label,
+                    peer_figure=per_gib(getattr(file_round, f"{side}_cpu"))))
     results.append(Result("lan files with a wrong SHA-256 on arrival",
                           sum(r.damaged for r in ran), "files", 0, "equal"))
     if rss_growth:
         results.append(Result("lan receiver RSS growth during a file", max(rss_growth), "MiB",
-                              TARGET_RSS_MIB, "lower", note="max over the Chimera transfers"))
+                              TARGET_RSS_MIB, "lower",
+                              note=f"max over the Chimera transfers of {size_text}"))
     return results
 
 
@@ -822,14 +868,19 @@ def latency_results(channel: dict[str, Any], outbox: dict[str, Any],
         return ms(percentile(reply["latencies"], p)) if reply["latencies"] else float("nan")
 
     count = len(channel["latencies"]) + channel["failed"]
+    peer = "a fresh TLS connection per message (original design)"
     return [
         Result("lan text send->ACK p50", pct(channel, 50), "ms", TARGET_P50_MS, "lower",
-               note=f"{count:,} sequential texts, one connection"),
-        Result("lan text send->ACK p99", pct(channel, 99), "ms", TARGET_P99_MS, "lower"),
-        Result("lan text via outbox p50", pct(outbox, 50), "ms"),
-        Result("lan text via outbox p99", pct(outbox, 99), "ms"),
-        Result("lan text with a TLS handshake each p50", pct(fresh, 50), "ms"),
-        Result("lan text with a TLS handshake each p99", pct(fresh, 99), "ms"),
+               note=f"{count:,} sequential texts over one persistent connection; the peer: "
+                    f"{len(fresh['latencies']) + fresh['failed']:,} texts with a connect + "
+                    "TLS handshake + HELLO each", peer=peer, peer_figure=pct(fresh, 50)),
+        Result("lan text send->ACK p99", pct(channel, 99), "ms", TARGET_P99_MS, "lower",
+               peer=peer, peer_figure=pct(fresh, 99)),
+        Result("lan text via outbox p50", pct(outbox, 50), "ms", better="lower",
+               note=f"{len(outbox['latencies']) + outbox['failed']:,} texts, the sender's "
+                    "database writes included", peer=peer, peer_figure=pct(fresh, 50)),
+        Result("lan text via outbox p99", pct(outbox, 99), "ms", better="lower", peer=peer,
+               peer_figure=pct(fresh, 99)),
         Result("lan texts not acknowledged",
                channel["failed"] + outbox["failed"] + fresh["failed"], "msgs", 0, "equal"),
     ]
@@ -897,6 +948,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--rounds", type=int, help="file rounds (default 3; quick 1)")
         parser.add_argument("--messages", type=int, help="texts (default 10,000; quick 500)")
         parser.add_argument("--dir", help="where the files go (default: the system temp dir)")
+        parser.add_argument("--tools-venv", type=Path, default=DEFAULT_TOOLS_VENV,
+                            help="virtual environment for magic-wormhole (made with pip on "
+                                 f"first use; default {DEFAULT_TOOLS_VENV})")
         parser.add_argument("--methods", type=lambda text: text.split(","),
                             default=list(FILE_METHODS),
                             help="file transfers to compare (default: all of "
