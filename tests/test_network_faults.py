@@ -148,7 +148,7 @@ def test_lossy_delayed_reordering_link_delivers_texts_and_a_file_once(
     _lossy_link_delivers_everything_once(network, tmp_path, ca, bob, mebibytes=4, texts=200)
 
 
-@pytest.mark.slow
+@pytest.mark.stress  # ~3 min; the 4 MiB variant above runs in every suite run
 def test_lossy_link_50_mib_and_200_texts(network: Network, tmp_path: Path, ca: TeamCA,
                                         bob: AppNode) -> None:
     _lossy_link_delivers_everything_once(network, tmp_path, ca, bob, mebibytes=50, texts=200)
