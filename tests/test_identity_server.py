@@ -91,7 +91,14 @@ def running_ca(base: Path, *init_options: str) -> Iterator[RunningCA]:
     init = subprocess.run([*IDENTITY_CLI, "init", "--dir", str(directory), "--url", url,
                            *init_options], capture_output=True, text=True, timeout=60)
     assert init.returncode == 0, init.stderr
-    log_path = base / "serve.log"
+    with serving_ca(directory, port, base / "serve.log") as running:
+        yield running
+
+
+@contextlib.contextmanager
+def serving_ca(directory: Path, port: int, log_path: Path) -> Iterator[RunningCA]:
+    """``chimera-identity serve`` for an existing CA folder on ``port``, until the block ends."""
+    url = f"https://127.0.0.1:{port}"
     with log_path.open("wb") as log:
         server = subprocess.Popen(
             [*IDENTITY_CLI, "serve", "--dir", str(directory), "--listen", f"127.0.0.1:{port}"],

@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import requests
 from cryptography import x509
 
 from chimera_tk.config import Config, TeamSettings, save_config
@@ -36,9 +35,9 @@ from tests.step_ca_harness import build_step_ca, serve_step_ca
 from tests.test_identity_server import (
     IDENTITY_CLI,
     RunningCA,
-    _wait_for_health,
     free_port,
     run_chimera,
+    serving_ca,
 )
 
 pytestmark = pytest.mark.slow
@@ -54,21 +53,8 @@ def provider_for_step_ca(base: Path) -> Iterator[RunningCA]:
     url = f"https://127.0.0.1:{port}"
     create_authority(directory, url=url, team_name="Step team")
     use_step_ca(directory, f"https://127.0.0.1:{free_port()}")
-    log_path = base / "serve.log"
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(
-            [*IDENTITY_CLI, "serve", "--dir", str(directory), "--listen", f"127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    session = requests.Session()
-    session.trust_env = False
-    running = RunningCA(url, directory, AuthorityFiles(directory).root_certificate, session)
-    try:
-        _wait_for_health(running, server, log_path)
+    with serving_ca(directory, port, base / "serve.log") as running:
         yield running
-    finally:
-        session.close()
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def step_ca_url(provider: RunningCA) -> str:
