@@ -24,6 +24,7 @@ from chimera_tk.net.pairing.events import (
     PairingOpened,
     PairingRemoteConfirmed,
     PinsChanged,
+    sentence,
 )
 from chimera_tk.net.pairing.worker import PairingWorker
 from chimera_tk.pki.pairing import Pin, PinStore
@@ -337,7 +338,7 @@ class PairingDialog(tk.Toplevel):
             self.show_status(f"Paired with {who}: this computer now trusts their certificate "
                              "on the LAN.", OK)
         else:
-            self.show_status(f"Not paired: {event.reason}. Nothing was saved.", ERROR)
+            self.show_status(f"Not paired: {sentence(event.reason)} Nothing was saved.", ERROR)
         self.refresh_pins()
         self.refresh_nearby()
 

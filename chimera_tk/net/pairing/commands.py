@@ -21,6 +21,7 @@ from chimera_tk.net.pairing.events import (
     PairingFinished,
     PairingOpened,
     PairingRemoteConfirmed,
+    sentence,
 )
 from chimera_tk.net.pairing.worker import PairingWorker
 from chimera_tk.pki.identity import Identity, load_identity
@@ -98,7 +99,8 @@ def _follow(worker: PairingWorker, events: queue.SimpleQueue, stdin: TextIO,
                 print(f"\nPaired with user {event.peer_id}: Chimera now trusts their "
                       "certificate on the LAN.", file=stdout, flush=True)
                 return 0
-            print(f"\nNot paired: {event.reason}. Nothing was saved.", file=stdout, flush=True)
+            print(f"\nNot paired: {sentence(event.reason)} Nothing was saved.", file=stdout,
+                  flush=True)
             return 1
         elif isinstance(event, PairingClosed):
             print(f"Nobody called: {event.reason}. Nothing was saved.", file=stdout, flush=True)

@@ -51,3 +51,9 @@ class PinsChanged:
     """pins.json changed (paired here, or ``chimera pair`` / ``unpair`` in another process)."""
 
     removed: tuple[int, ...]  # user ids that are no longer pinned
+
+
+def sentence(reason: str) -> str:
+    """``reason`` ending in exactly one full stop or question mark, for "Not paired: …"."""
+    reason = reason.rstrip()
+    return reason if reason.endswith((".", "?", "!")) else reason + "."
