@@ -8,6 +8,7 @@ stop and join every worker, destroy the window, close the database, release the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -88,6 +89,7 @@ class App:
         self._telegram_factory = telegram_client_factory
         self._transports_built = False
         self._tick_after: str | None = None
+        self._workers_after: str | None = None
         self._gc = None  # TkThreadGarbageCollector while the window exists
         self.desktop = None  # DesktopShell: tray badge, close-to-tray, notifications
         self.settings_dialog = None
@@ -754,7 +756,7 @@ class App:
                 self.root.after_idle(self._start_workers)
 
         self.root.bind("<Expose>", start_after_paint, add="+")
-        self.root.after(WORKERS_AT_THE_LATEST_MS, start_after_paint)
+        self._workers_after = self.root.after(WORKERS_AT_THE_LATEST_MS, start_after_paint)
 
     def _start_workers(self) -> None:
         if not self._running:
@@ -827,8 +829,11 @@ class App:
         self._running = False
         if self.pump is not None:
             self.pump.stop()
-        if self.root is not None and self._tick_after is not None:
-            self.root.after_cancel(self._tick_after)
+        if self.root is not None:
+            for pending in (self._tick_after, self._workers_after):
+                if pending is not None:
+                    with contextlib.suppress(Exception):  # TclError; tkinter loads lazily
+                        self.root.after_cancel(pending)
         for worker in reversed(self.workers):
             try:
                 worker.stop()

@@ -139,7 +139,7 @@ def test_window_close_button_shuts_down_in_order(app) -> None:
     assert not app._running
     app.shutdown()
     assert app.store is None and app.root is None
-    assert threading.active_count() == 1
+    assert threading.active_count() == 1, [t.name for t in threading.enumerate()]
 
 
 def test_a_burst_of_incoming_messages_is_drawn_in_batches_and_stays_bounded(app) -> None:

@@ -17,8 +17,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +37,8 @@ from chimera_tk.events import (
 
 log = logging.getLogger(__name__)
 _STOP = object()
+WAKE_ATTEMPTS = 8  # then the socket is shut: well inside the app's 5 s join
+WAKE_INTERVAL_S = 0.2
 XEMBED_BACKENDS = ("xorg", "gtk")
 DOCK_CHECK_S = 2.0  # docked by an XEMBED tray host on the X screen
 
@@ -49,6 +53,7 @@ class TrayIcon:
         self._muted = muted
         self._updates: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._setup_thread: threading.Thread | None = None  # pystray's, ends just after ours
         self._stopping = threading.Event()
         self._backend = ""
         self._host_reported: bool | None = None
@@ -71,10 +76,12 @@ class TrayIcon:
         self._updates.put(_STOP)
 
     def join(self, timeout: float) -> bool:
-        if self._thread is not None:
-            self._thread.join(timeout)
-            return not self._thread.is_alive()
-        return True
+        deadline = time.monotonic() + timeout
+        for thread in (self._thread, self._setup_thread):
+            if thread is not None:
+                thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(thread is not None and thread.is_alive()
+                       for thread in (self._thread, self._setup_thread))
 
     # -- the tray thread -------------------------------------------------------------------------
 
@@ -109,6 +116,7 @@ class TrayIcon:
 
     def _setup(self, icon: Any) -> None:
         """pystray's setup thread: show the icon, apply updates until stopped, end the loop."""
+        self._setup_thread = threading.current_thread()
         try:
             if self._show(icon):
                 self._apply_updates(icon)
@@ -122,16 +130,21 @@ class TrayIcon:
     def _wake_loop(self, icon: Any) -> None:
         """python-xlib's reader thread sometimes misses the event that ends pystray's xorg loop
         (it stays in select() with the DestroyNotify already queued); any later reply on the
-        connection wakes it, so ask the server for one until the loop has ended."""
+        connection wakes it, so ask the server for one a few times, and if the loop still runs,
+        shut the connection's socket: its read then ends and so does the loop."""
         display = getattr(icon, "_display", None)
-        for _ in range(25):
+        for _ in range(WAKE_ATTEMPTS):
             if self._thread is None or not self._thread.is_alive() or display is None:
                 return
             try:
                 display.sync()
             except Exception:
-                return
-            self._thread.join(0.2)
+                break
+            self._thread.join(WAKE_INTERVAL_S)
+        if self._thread is not None and self._thread.is_alive() and display is not None:
+            log.debug("tray loop missed its end; closing its X connection")
+            with contextlib.suppress(Exception):
+                display.display.socket.shutdown(socket.SHUT_RDWR)
 
     def _show(self, icon: Any) -> bool:
         if self._stopping.is_set():
