@@ -68,6 +68,37 @@ def test_one_mebibyte_text_fits_in_one_frame() -> None:
     assert _decode_all(encode_event(Text("big", 1, text)), step=65536) == [Text("big", 1, text)]
 
 
+def _decode_reading_into_payloads(data: bytes, steps: list[int]) -> list[object]:
+    """As the channel reads: straight into a DATA payload's buffer when the decoder offers one,
+    through feed() otherwise; each read takes at most the next step's count of bytes."""
+    decoder, events, position, turn = FrameDecoder(), [], 0, 0
+    while position < len(data):
+        step = steps[turn % len(steps)]
+        turn += 1
+        target = decoder.payload_buffer()
+        if target is not None:
+            count = min(step, len(target), len(data) - position)
+            target[:count] = data[position:position + count]
+            decoder.filled(count)
+        else:
+            count = min(step, len(data) - position)
+            decoder.feed(data[position:position + count])
+        position += count
+        while (event := decoder.next_event()) is not None:
+            events.append(event)
+    assert decoder.buffered == 0 and decoder.payload_buffer() is None
+    return events
+
+
+@given(st.lists(st.integers(min_value=1, max_value=70_000), min_size=1, max_size=8))
+@settings(max_examples=60, deadline=None)
+def test_reading_straight_into_payloads_gives_the_same_events(steps: list[int]) -> None:
+    big = bytes(range(256)) * 4096  # 1 MiB, the largest DATA frame
+    events = [SAMPLES[0], Data(big), Text("t", 1, "between"), Data(b"x" * 20_000), *SAMPLES[1:]]
+    stream = b"".join(encode_event(event) for event in events)
+    assert _decode_reading_into_payloads(stream, steps) == events
+
+
 @pytest.mark.parametrize("frame", [
     HEADER.pack(5, 99) + b"hello",                                  # unknown type
     HEADER.pack(MAX_DATA_PAYLOAD + 1, FrameType.DATA),              # oversize data

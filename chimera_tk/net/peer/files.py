@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from chimera_tk.errors import ChimeraError
+from chimera_tk.net.peer.protocol import PAYLOADS
 
 PARTIAL_DIR = ".partial"
 MAX_NAME_BYTES = 200
@@ -143,6 +144,7 @@ class IncomingFile:
             try:
                 self._file.write(chunk)
                 self._hasher.update(chunk)
+                PAYLOADS.give(chunk)
                 if self._file.tell() - current >= WRITEBACK_WINDOW:
                     self._file.flush()
                     end = self._file.tell()
@@ -157,6 +159,7 @@ class IncomingFile:
         """Verify the checksum and move the file under a fresh final name; returns that path."""
         self._chunks.put(None)
         self._writer.join()
+        PAYLOADS.clear()
         try:
             if self._error is not None:
                 raise TransferError(_describe(self._error))
@@ -173,6 +176,7 @@ class IncomingFile:
         """Stop writing; keep the partial file for a resume, or delete it to free the space."""
         self._chunks.put(None)
         self._writer.join(timeout=30)
+        PAYLOADS.clear()
         with contextlib.suppress(OSError):
             self._file.close()
         if not keep_partial:
