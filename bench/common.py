@@ -40,6 +40,10 @@ class Result:
     when not given. ``ratio_target`` is a target on that ratio (ours must be at least this many
     times the peer), checked beside ``target``. A peer that could not run leaves
     ``peer_figure`` at None and says why in ``peer``; such a ratio row is ``n/a``.
+
+    ``limit`` is the best figure this machine allows for ours (higher-is-better rows), derived
+    from measurements of the same run (the note says how). A SHORT row whose target asks for
+    more than the limit is LIMIT: short, and shown to be out of reach here.
     """
 
     metric: str
@@ -52,6 +56,7 @@ class Result:
     peer_figure: float | None = None
     ratio: float | None = None
     ratio_target: float | None = None
+    limit: float | None = None
 
     def __post_init__(self) -> None:
         if self.ratio is None and self.peer_figure is not None:
@@ -74,8 +79,21 @@ class Result:
                 checks.append("PASS" if self.ratio >= self.ratio_target else "SHORT")
         for verdict in ("FAIL", "SHORT", "n/a", "PASS"):
             if verdict in checks:
+                if verdict == "SHORT" and self._target_beyond_limit():
+                    return "LIMIT"
                 return verdict
         return "info"
+
+    def _target_beyond_limit(self) -> bool:
+        if self.limit is None or self.better != "higher":
+            return False
+        asked = []
+        if self.target is not None and self.value < self.target:
+            asked.append(self.target)
+        if self.ratio_target is not None and self.peer_figure is not None \
+                and self.ratio is not None and self.ratio < self.ratio_target:
+            asked.append(self.ratio_target * self.peer_figure)
+        return bool(asked) and all(figure > self.limit for figure in asked)
 
     @property
     def target_text(self) -> str:
@@ -85,6 +103,8 @@ class Result:
             parts.append(f"{sign}{format_number(self.target)} {self.unit}".rstrip())
         if self.ratio_target is not None:
             parts.append(f">= {format_number(self.ratio_target)}x peer")
+        if self.limit is not None:
+            parts.append(f"(machine limit {format_number(self.limit)} {self.unit})".rstrip())
         return "; ".join(parts) or "-"
 
     @property

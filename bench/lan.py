@@ -39,6 +39,7 @@ import argparse
 import contextlib
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -618,6 +619,16 @@ class FileRound:
         arrived.unlink()
 
 
+def settle_disk(source: Path) -> None:
+    """Start every method from the same state: the previous round's file written out (a bare
+    pair leaves a GiB of dirty pages, whose writeback would otherwise run during the next
+    method's round), the source in the page cache."""
+    os.sync()
+    with open(source, "rb", buffering=0) as warm:
+        while warm.read(8 * MIB):
+            pass
+
+
 def start_tool(tool: Tool, file_round: FileRound, setup_runs: int) -> Tool | None:
     """Start a peer tool and measure its set-up; None (the reason kept in the round) if it
     cannot run here."""
@@ -746,6 +757,7 @@ def run_benchmark(args: argparse.Namespace) -> list[Result]:
                     file_round = rounds_by_name[name]
                     if file_round.unavailable:
                         continue
+                    settle_disk(source)
                     try:
                         runners[name]()
                     except (RuntimeError, OSError) as exc:
@@ -813,6 +825,7 @@ def file_results(size: int, rounds: list[FileRound], rss_growth: list[float],
 
     by_name = {r.name: r for r in rounds}
     chimera = by_name.get("chimera")
+    limit = cpu_limit(size, by_name)
     ran = [r for r in rounds if r.seconds]
     size_text = f"{size // MIB} MiB" if size < GIB else f"{size / GIB:g} GiB"
     results = []
@@ -836,7 +849,8 @@ def file_results(size: int, rounds: list[FileRound], rss_growth: list[float],
                 f"lan file Chimera vs {name}", rate(chimera), "MiB/s", better="higher",
                 note=note, peer=peer,
                 peer_figure=rate(file_round) if file_round.seconds else None,
-                ratio_target=FILE_RATIO_TARGETS.get(name)))
+                ratio_target=FILE_RATIO_TARGETS.get(name),
+                limit=limit[0] if limit and name in FILE_RATIO_TARGETS else None))
         bare = by_name.get("bare")
         if bare is not None and bare.seconds:
             results.append(Result(
@@ -844,6 +858,14 @@ def file_results(size: int, rounds: list[FileRound], rss_growth: list[float],
                 "MiB/s", better="higher", peer=bare.label,
                 peer_figure=size / MIB / min(bare.seconds),
                 note="the fastest round of each: less exposed to noise"))
+        if limit is not None:
+            results.append(Result("lan file, the most this machine's CPUs allow with SHA-256",
+                                  limit[0], "MiB/s", note=limit[1]))
+            results.append(Result(
+                "lan file, share of all CPUs kept busy, Chimera vs bare",
+                busy_share(size, chimera), "%", better="higher", peer=by_name["bare"].label,
+                peer_figure=busy_share(size, by_name["bare"]),
+                note="CPU seconds of both ends over the transfer time, over the CPU count"))
         for side in ("sender", "receiver"):
             for file_round in ran:
                 if file_round is chimera:
@@ -860,6 +882,46 @@ def file_results(size: int, rounds: list[FileRound], rss_growth: list[float],
                               TARGET_RSS_MIB, "lower",
                               note=f"max over the Chimera transfers of {size_text}"))
     return results
+
+
+def cpu_limit(size: int, by_name: dict[str, FileRound]) -> tuple[float, str] | None:
+    """The fastest a file can cross between two ends that share this machine's CPUs when the
+    receiver must also hash it (as Chimera must): the CPU per GiB of the bare pair's cheapest
+    round (both ends: TLS, sockets, the file write), plus SHA-256's own CPU per GiB measured
+    here, spread over every CPU with none ever idle. Nothing that moves the bytes through TLS
+    into a file and hashes them can go faster on this machine. (Chimera also makes the file
+    durable before its ACK; that cost is left out, which only raises the limit.)"""
+    bare = by_name.get("bare")
+    if bare is None or not bare.seconds:
+        return None
+    scale = GIB / size
+    transfer = min(s + r for s, r in zip(bare.sender_cpu, bare.receiver_cpu, strict=True)) * scale
+    hashing = sha256_cpu_per_gib()
+    cores = os.cpu_count() or 1
+    limit = cores / (transfer + hashing) * GIB / MIB
+    note = (f"{cores} CPUs / ({transfer:.2f} s per GiB, both ends of the bare pair's cheapest "
+            f"round + {hashing:.2f} s per GiB of SHA-256) = {limit:.0f} MiB/s, with every CPU "
+            "busy all the time")
+    return limit, note
+
+
+def sha256_cpu_per_gib(rounds: int = 3, size: int = 256 * MIB) -> float:
+    """CPU seconds SHA-256 takes per GiB here (hashlib, as the receiver uses it; best of a
+    few rounds over a buffer in memory)."""
+    block = os.urandom(MIB) * (8 * MIB // MIB)
+    best = math.inf
+    for _ in range(rounds):
+        digest, start = hashlib.sha256(), time.process_time()
+        for _ in range(size // len(block)):
+            digest.update(block)
+        best = min(best, time.process_time() - start)
+    return best * GIB / size
+
+
+def busy_share(size: int, file_round: FileRound) -> float:
+    """How much of all the machine's CPUs a method's two ends kept busy (percent)."""
+    cpu = sum(file_round.sender_cpu) + sum(file_round.receiver_cpu)
+    return 100 * cpu / sum(file_round.seconds) / (os.cpu_count() or 1)
 
 
 def latency_results(channel: dict[str, Any], outbox: dict[str, Any],
@@ -914,6 +976,41 @@ def profile_transfer(driver: Driver, bob: Any, source: Path, source_sha: str, si
         say(f"-- {name}: where each thread spends its samples (self time, top frames)")
         for line in summarize_folded(out):
             say("   " + line)
+    perf_profile(driver, bob, source, source_sha, size, tmp)
+
+
+def perf_profile(driver: Driver, bob: Any, source: Path, source_sha: str, size: int,
+                 tmp: Path) -> None:
+    """One more transfer under Linux perf: the share of each side's CPU in the kernel (TCP,
+    the file system), libcrypto (AES-GCM, SHA-256), libc and the interpreter, which py-spy
+    cannot see."""
+    perf = shutil.which("perf")
+    if perf is None:
+        say("--profile: perf is not installed (apt install linux-perf): no native profile")
+        return
+    records = {}
+    for name, pid in (("sender", driver.pid), ("receiver", bob.process.pid)):
+        out = tmp / f"{name}.perf"
+        records[name] = (out, subprocess.Popen(
+            [perf, "record", "-F", "999", "-p", str(pid), "-o", str(out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    time.sleep(1.0)
+    reply = driver.call("chimera_file", path=str(source), sha256=source_sha, size=size)
+    newest_download(bob.paths.downloads).unlink()
+    for _out, record in records.values():
+        record.send_signal(signal.SIGINT)
+        record.wait(30)
+    say(f"profile: one transfer under perf took {reply['seconds']:.2f} s")
+    for name, (out, _record) in records.items():
+        for sort in ("dso", "sym"):
+            report = subprocess.run(
+                [perf, "report", "-i", str(out), "--no-children", "--sort", sort, "--stdio"],
+                capture_output=True, text=True, check=False)
+            rows = [line.strip() for line in report.stdout.splitlines()
+                    if line.strip() and not line.startswith("#")][:8 if sort == "dso" else 15]
+            say(f"-- {name}: CPU samples by {'library' if sort == 'dso' else 'function'}")
+            for row in rows:
+                say("   " + row)
 
 
 def summarize_folded(path: Path, top: int = 8) -> list[str]:

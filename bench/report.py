@@ -26,7 +26,7 @@ from typing import Any
 from common import Result, format_number
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-VERDICTS = ("PASS", "SHORT", "FAIL", "n/a", "info")
+VERDICTS = ("PASS", "SHORT", "LIMIT", "FAIL", "n/a", "info")
 
 
 def results_dir(bench_dir: Path, *, quick: bool, only: Sequence[str] | None,
@@ -121,8 +121,10 @@ def markdown(results: Sequence[Result], machine: dict[str, Any],
         f"Written by `bench/run{' --quick' if mode == 'quick' else ''}` on {machine['date']}, "
         f"commit {commit}. Every ratio is against a ceiling or a peer measured side by side in "
         "the same run; ratio > 1 means Chimera is better (ours / peer for rates, peer / ours for "
-        "times and CPU). A figure that misses its target is SHORT; FAIL is a broken invariant; "
-        "n/a is a comparison whose peer could not run (the peer column says why).",
+        "times and CPU). A figure that misses its target is SHORT, or LIMIT when the target asks "
+        "for more than this machine allows (the machine limit in the target column, measured "
+        "in the same run; its note says how); FAIL is a broken invariant; n/a is a comparison "
+        "whose peer could not run (the peer column says why).",
         "",
         f"Machine: {machine['cpu_count']} CPUs ({machine['cpu_model'] or 'unknown model'}), "
         f"{machine['memory_gib']} GiB, Linux {machine['kernel']}; Python {machine['python']}, "

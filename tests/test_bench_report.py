@@ -83,3 +83,15 @@ def test_reports_hold_the_same_rows_machine_and_strict_json(tmp_path: Path) -> N
     assert "lost \\| rows" in text  # a pipe in a metric does not break the table
     assert f"{machine['cpu_count']} CPUs" in text
     assert not list((tmp_path / "out").glob(".*partial"))
+
+
+def test_a_short_row_whose_target_is_beyond_the_machine_limit_says_limit() -> None:
+    def row(limit: float | None) -> Result:
+        return Result("file vs wormhole", 520.0, "MiB/s", better="higher", peer="wormhole",
+                      peer_figure=320.0, ratio_target=2.3, limit=limit)
+    assert row(None).verdict == "SHORT"
+    assert row(700.0).verdict == "LIMIT"  # 2.3 x 320 = 736 asked, 700 possible
+    assert row(740.0).verdict == "SHORT"  # reachable here, so plainly short
+    assert "machine limit 700 MiB/s" in row(700.0).target_text
+    assert Result("f", 800.0, "MiB/s", better="higher", peer="w", peer_figure=320.0,
+                  ratio_target=2.3, limit=700.0).verdict == "PASS"
