@@ -36,7 +36,8 @@ SMALL_FRAME = 16 * 1024
 # While the rest of a DATA frame is on its way, the socket reports readable only once this much
 # (or that rest, if smaller) has arrived: a reader woken for every TCP segment spent more CPU on
 # wake-ups and empty reads than on decryption. The sender always completes a frame it started,
-# and a closed connection wakes the reader whatever the mark.
+# and a closed connection wakes the reader whatever the mark; on a link too slow to fill the mark
+# well within the idle timeout the mark goes back to one byte (see _check_idle).
 RECEIVE_LOW_WATER = 128 * 1024
 
 
@@ -257,10 +258,11 @@ class Channel:
                     self._on_event(self, event)
             self._set_receive_mark()
 
-    def _set_receive_mark(self) -> None:
-        with self._lock:
-            rest = self.session.payload_buffer()
-        mark = min(len(rest), RECEIVE_LOW_WATER) if rest is not None else 1
+    def _set_receive_mark(self, mark: int | None = None) -> None:
+        if mark is None:
+            with self._lock:
+                rest = self.session.payload_buffer()
+            mark = min(len(rest), RECEIVE_LOW_WATER) if rest is not None else 1
         if mark != self._receive_mark:
             with contextlib.suppress(OSError):
                 self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, mark)
@@ -330,6 +332,9 @@ class Channel:
         # show the peer is reading; a dead or frozen peer stops taking them once the socket
         # buffers are full (a few MB), so it is still found out, one idle period later at most.
         silent = time.monotonic() - max(self._last_heard, self._last_written)
+        if self._receive_mark > 1 and silent > self._idle_timeout / 4:
+            # a slow link: the mark would hide the records that do arrive; take each again
+            self._set_receive_mark(1)
         if silent > self._idle_timeout * 1.5:
             self._set_reason(f"idle for {silent:.0f} s")
         elif silent > self._idle_timeout and not self._pinged:
