@@ -96,7 +96,9 @@ def test_reading_straight_into_payloads_gives_the_same_events(steps: list[int]) 
     big = bytes(range(256)) * 4096  # 1 MiB, the largest DATA frame
     events = [SAMPLES[0], Data(big), Text("t", 1, "between"), Data(b"x" * 20_000), *SAMPLES[1:]]
     stream = b"".join(encode_event(event) for event in events)
-    assert _decode_reading_into_payloads(stream, steps) == events
+    decoded = [Data(bytes(event.chunk)) if isinstance(event, Data) else event
+               for event in _decode_reading_into_payloads(stream, steps)]
+    assert decoded == events
 
 
 @pytest.mark.parametrize("frame", [

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from chimera_tk.errors import ChimeraError
+from chimera_tk.net.peer.direct_io import DirectWriter
 from chimera_tk.net.peer.protocol import PAYLOADS
 
 PARTIAL_DIR = ".partial"
@@ -97,7 +98,8 @@ class IncomingFile:
     """One file being received: bytes are written and hashed on a thread of their own.
 
     Writing and hashing release the GIL, so they run beside the TLS decryption of the next chunk.
-    Every WRITEBACK_WINDOW bytes the writer starts the disk writes behind it (:func:`_write_back`).
+    Full-size chunks go to the disk directly (:mod:`direct_io`); for the rest, every
+    WRITEBACK_WINDOW bytes the writer starts the disk writes behind it (:func:`_write_back`).
     """
 
     def __init__(self, downloads: Path, uid: str, size: int, sha256: str) -> None:
@@ -111,6 +113,7 @@ class IncomingFile:
         self.offset = self._resume_offset()
         self._file = open(self.partial, "ab")  # noqa: SIM115 - closed in finish/abort
         os.chmod(self.partial, 0o600)
+        self._direct = DirectWriter(self.partial)
         self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
         self._error: BaseException | None = None
         self._writer = threading.Thread(target=self._write_loop, name=f"file-{uid[:8]}",
@@ -137,19 +140,23 @@ class IncomingFile:
         self.offset += len(chunk)
 
     def _write_loop(self) -> None:
-        previous = current = self._file.tell()  # where the last two writeback windows begin
+        end = self._file.tell()  # the file's length: appends and direct writes both go there
+        previous = current = end  # where the last two writeback windows begin
         while (chunk := self._chunks.get()) is not None:
             if self._error is not None:
                 continue
             try:
-                self._file.write(chunk)
+                self._file.flush()  # whatever went through the cache lands before a direct write
+                direct = self._direct.write(chunk, end)
+                if direct < len(chunk):
+                    self._file.write(memoryview(chunk)[direct:])
+                end += len(chunk)
                 self._hasher.update(chunk)
                 PAYLOADS.give(chunk)
-                if self._file.tell() - current >= WRITEBACK_WINDOW:
+                if end - current >= WRITEBACK_WINDOW:
                     self._file.flush()
-                    end = self._file.tell()
                     # the window before: advised a second time, now written, dropped;
-                    # the new one: its writeback starts
+                    # the new one: its writeback starts (nothing to do for direct writes)
                     _write_back(self._file.fileno(), previous, end)
                     previous, current = current, end
             except OSError as exc:
@@ -160,6 +167,7 @@ class IncomingFile:
         self._chunks.put(None)
         self._writer.join()
         PAYLOADS.clear()
+        self._direct.close()
         try:
             if self._error is not None:
                 raise TransferError(_describe(self._error))
@@ -177,6 +185,7 @@ class IncomingFile:
         self._chunks.put(None)
         self._writer.join(timeout=30)
         PAYLOADS.clear()
+        self._direct.close()
         with contextlib.suppress(OSError):
             self._file.close()
         if not keep_partial:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import mmap
 import re
 import struct
 from collections import deque
@@ -102,7 +103,7 @@ class FileReject:
 
 @dataclass(frozen=True, slots=True)
 class Data:
-    chunk: bytes | bytearray  # bytearray when received: decrypted straight into it
+    chunk: bytes | bytearray | mmap.mmap  # received: the buffer decrypted straight into
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,21 +178,24 @@ def data_frame_header(length: int) -> bytes:
 class PayloadPool:
     """Full-size DATA payload buffers, handed back by the file writer once they are written and
     hashed: a fresh 1 MiB buffer per frame was zeroed and faulted in page by page, some 4% of a
-    receiver's CPU. Keeps a few at most, and none once a file is done (``clear``)."""
+    receiver's CPU. They are anonymous maps, page-aligned, so the writer can hand them to the
+    disk directly (``direct_io``). Keeps a few at most, and none once a file is done (``clear``).
+    """
 
     def __init__(self, keep: int) -> None:
-        self._free: deque[bytearray] = deque()  # append and pop are atomic: no lock needed
+        self._free: deque[mmap.mmap] = deque()  # append and pop are atomic: no lock needed
         self._keep = keep
 
-    def take(self, size: int) -> bytearray:
+    def take(self, size: int) -> mmap.mmap | bytearray:
         if size == MAX_DATA_PAYLOAD:
             with contextlib.suppress(IndexError):
                 return self._free.pop()
+            return mmap.mmap(-1, size)
         return bytearray(size)
 
-    def give(self, buffer: bytes | bytearray) -> None:
+    def give(self, buffer: object) -> None:
         """Only for a buffer nothing else holds any more."""
-        if isinstance(buffer, bytearray) and len(buffer) == MAX_DATA_PAYLOAD \
+        if isinstance(buffer, mmap.mmap) and len(buffer) == MAX_DATA_PAYLOAD \
                 and len(self._free) < self._keep:
             self._free.append(buffer)
 
@@ -217,7 +221,7 @@ class FrameDecoder:
         self._pieces: deque[memoryview] = deque()
         self._size = 0  # bytes in _pieces
         self._frame: tuple[FrameType, int] | None = None  # the header being waited on
-        self._payload: bytearray | None = None  # the DATA payload being filled
+        self._payload: mmap.mmap | bytearray | None = None  # the DATA payload being filled
         self._payload_filled = 0
 
     def feed(self, data: bytes) -> None:
