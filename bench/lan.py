@@ -953,64 +953,56 @@ def latency_results(channel: dict[str, Any], outbox: dict[str, Any],
 
 def profile_transfer(driver: Driver, bob: Any, source: Path, source_sha: str, size: int,
                      tmp: Path) -> None:
-    """One more Chimera transfer with py-spy on the sender driver and the headless receiver."""
-    py_spy = shutil.which("py-spy")
+    """Two more Chimera transfers, one under py-spy (the Python stacks of each thread) and one
+    under Linux perf (the share of the kernel, libcrypto, libc and the interpreter, which py-spy
+    cannot see), each on the sender driver and the headless receiver."""
+    py_spy, perf = shutil.which("py-spy"), shutil.which("perf")
     if py_spy is None:
         say("--profile: py-spy is not installed (pip install py-spy)")
-        return
-    spies = {}
-    for name, pid in (("sender", driver.pid), ("receiver", bob.process.pid)):
-        out = tmp / f"{name}.folded"
-        spies[name] = (out, subprocess.Popen(
-            [py_spy, "record", "--threads", "--rate", "500", "--format", "raw",
-             "--output", str(out), "--pid", str(pid)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    time.sleep(1.0)  # let py-spy attach
-    reply = driver.call("chimera_file", path=str(source), sha256=source_sha, size=size)
-    newest_download(bob.paths.downloads).unlink()
-    for _out, spy in spies.values():
-        spy.send_signal(signal.SIGINT)
-        spy.wait(30)
-    say(f"profile: one transfer under py-spy took {reply['seconds']:.2f} s")
-    for name, (out, _spy) in spies.items():
-        say(f"-- {name}: where each thread spends its samples (self time, top frames)")
-        for line in summarize_folded(out):
-            say("   " + line)
-    perf_profile(driver, bob, source, source_sha, size, tmp)
-
-
-def perf_profile(driver: Driver, bob: Any, source: Path, source_sha: str, size: int,
-                 tmp: Path) -> None:
-    """One more transfer under Linux perf: the share of each side's CPU in the kernel (TCP,
-    the file system), libcrypto (AES-GCM, SHA-256), libc and the interpreter, which py-spy
-    cannot see."""
-    perf = shutil.which("perf")
+    else:
+        outs = profiled_transfer(
+            driver, bob, source, source_sha, size, tmp, "py-spy", ".folded",
+            lambda pid, out: [py_spy, "record", "--threads", "--rate", "500", "--format", "raw",
+                              "--output", str(out), "--pid", str(pid)])
+        for name, out in outs.items():
+            say(f"-- {name}: where each thread spends its samples (self time, top frames)")
+            for line in summarize_folded(out):
+                say("   " + line)
     if perf is None:
         say("--profile: perf is not installed (apt install linux-perf): no native profile")
         return
-    records = {}
-    for name, pid in (("sender", driver.pid), ("receiver", bob.process.pid)):
-        out = tmp / f"{name}.perf"
-        records[name] = (out, subprocess.Popen(
-            [perf, "record", "-F", "999", "-p", str(pid), "-o", str(out)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    time.sleep(1.0)
-    reply = driver.call("chimera_file", path=str(source), sha256=source_sha, size=size)
-    newest_download(bob.paths.downloads).unlink()
-    for _out, record in records.values():
-        record.send_signal(signal.SIGINT)
-        record.wait(30)
-    say(f"profile: one transfer under perf took {reply['seconds']:.2f} s")
-    for name, (out, _record) in records.items():
-        for sort in ("dso", "sym"):
+    outs = profiled_transfer(
+        driver, bob, source, source_sha, size, tmp, "perf", ".perf",
+        lambda pid, out: [perf, "record", "-F", "999", "-p", str(pid), "-o", str(out)])
+    for name, out in outs.items():
+        for sort, top in (("dso", 8), ("sym", 15)):
             report = subprocess.run(
                 [perf, "report", "-i", str(out), "--no-children", "--sort", sort, "--stdio"],
                 capture_output=True, text=True, check=False)
             rows = [line.strip() for line in report.stdout.splitlines()
-                    if line.strip() and not line.startswith("#")][:8 if sort == "dso" else 15]
+                    if line.strip() and not line.startswith("#")][:top]
             say(f"-- {name}: CPU samples by {'library' if sort == 'dso' else 'function'}")
             for row in rows:
                 say("   " + row)
+
+
+def profiled_transfer(driver: Driver, bob: Any, source: Path, source_sha: str, size: int,
+                      tmp: Path, tool: str, suffix: str,
+                      command: Callable[[int, Path], list[str]]) -> dict[str, Path]:
+    """One Chimera transfer with a sampling profiler attached to each side; its output files."""
+    samplers = {}
+    for name, pid in (("sender", driver.pid), ("receiver", bob.process.pid)):
+        out = tmp / f"{name}{suffix}"
+        samplers[name] = (out, subprocess.Popen(command(pid, out), stdout=subprocess.DEVNULL,
+                                                stderr=subprocess.DEVNULL))
+    time.sleep(1.0)  # let the profilers attach
+    reply = driver.call("chimera_file", path=str(source), sha256=source_sha, size=size)
+    newest_download(bob.paths.downloads).unlink()
+    for _out, sampler in samplers.values():
+        sampler.send_signal(signal.SIGINT)
+        sampler.wait(30)
+    say(f"profile: one transfer under {tool} took {reply['seconds']:.2f} s")
+    return {name: out for name, (out, _sampler) in samplers.items()}
 
 
 def summarize_folded(path: Path, top: int = 8) -> list[str]:
