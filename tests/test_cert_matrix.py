@@ -19,7 +19,7 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from chimera_tk.events import PeerUnavailable, PeerVerified
 from chimera_tk.net.peer.tls import TlsFiles
 from chimera_tk.net.peer.worker import PeerLimits, PeerWorker
 from chimera_tk.pki.pairing import PinStore
+from tests.event_recorder import EventRecorder
 from tests.pki_factory import (
     NO_TLS_KEY_USAGE,
     TeamCA,
@@ -48,32 +49,7 @@ def _serial(files: TlsFiles) -> int:
     return x509.load_pem_x509_certificate(files.certificate_chain.read_bytes()).serial_number
 
 
-class Recorder:
-    """Events a worker emitted, waited for from the test thread."""
-
-    def __init__(self) -> None:
-        self.events: list[object] = []
-        self.added = threading.Condition()
-
-    def __call__(self, event: object) -> None:
-        with self.added:
-            self.events.append(event)
-            self.added.notify_all()
-
-    def wait_for(self, predicate: Callable[[object], bool], timeout: float = 10.0) -> object:
-        deadline = time.monotonic() + timeout
-        with self.added:
-            while True:
-                for event in self.events:
-                    if predicate(event):
-                        return event
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"no matching event; saw {self.events[-10:]}")
-                self.added.wait(remaining)
-
-
-def _worker(root: Path, user_id: int, tls: TlsFiles, emit: Recorder) -> PeerWorker:
+def _worker(root: Path, user_id: int, tls: TlsFiles, emit: EventRecorder) -> PeerWorker:
     (root / "downloads").mkdir(parents=True, exist_ok=True)
     worker = PeerWorker(user_id, f"user{user_id}", tls, root / "chimera.db", root / "downloads",
                         emit, host="127.0.0.1", port=0,
@@ -212,15 +188,15 @@ def presented(case: str, team: Team, user_id: int, folder: Path) -> Presented:
 
 
 @pytest.fixture
-def bob(team: Team) -> Iterator[tuple[PeerWorker, Recorder]]:
-    events = Recorder()
+def bob(team: Team) -> Iterator[tuple[PeerWorker, EventRecorder]]:
+    events = EventRecorder()
     worker = _worker(team.root / "bob", BOB, team.profile(BOB), events)
     yield worker, events
     worker.stop()
     assert worker.join(10)
 
 
-def _refusal_on_bob(bob: tuple[PeerWorker, Recorder], before: int,
+def _refusal_on_bob(bob: tuple[PeerWorker, EventRecorder], before: int,
                     caplog: pytest.LogCaptureFixture, reason: str) -> str:
     worker, events = bob
     line = _wait_log(caplog, reason)
@@ -261,7 +237,7 @@ def test_listener_refuses_our_client_presenting(case: str, team: Team, bob, tmp_
     if bad.files is None or bad.tls_version != ssl.TLSVersion.TLSv1_3:
         assert _python_client(worker.port, bad) == b""
     else:
-        events = Recorder()
+        events = EventRecorder()
         alice_id = int(bad.files.key.stem) if bad.files.key.stem.isdigit() else ALICE
         alice = _worker(tmp_path / "alice-node", alice_id, bad.files, events)
         try:
@@ -407,7 +383,7 @@ def test_our_client_refuses_a_hostile_server_presenting(case: str, team: Team, t
     caplog.set_level(logging.DEBUG, WORKER_LOG)
     bad = presented(case, team, BOB, tmp_path / "hostile")
     server = PskOnlyServer() if bad.files is None else HostileServer(bad)
-    events = Recorder()
+    events = EventRecorder()
     alice = _worker(tmp_path / "alice", ALICE, team.profile(ALICE), events)
     try:
         if bad.revoke:
@@ -431,7 +407,7 @@ def test_our_client_talks_to_a_good_server(team: Team, tmp_path: Path) -> None:
     """The control for the hostile servers: the same setup with Bob's good certificate."""
     good = Presented(team.profile(BOB))
     server = HostileServer(good)
-    events = Recorder()
+    events = EventRecorder()
     alice = _worker(tmp_path / "alice", ALICE, team.profile(ALICE), events)
     try:
         alice.learn_address(BOB, "127.0.0.1", server.port)

@@ -16,19 +16,15 @@ import pytest
 
 from chimera_tk.events import MessageStored, TransferProgress
 from chimera_tk.store.records import IncomingMessage, utc_now_ms
-from tests.pki_factory import TeamCA
-from tests.test_peer_link import Node
+from tests.test_peer_link import Node, running_pair
 
 ALICE, BOB = 1001, 2002
 
 
 @pytest.fixture
 def pair(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
-    ca = TeamCA.create()
-    alice, bob = Node(tmp_path / "alice", ALICE, ca), Node(tmp_path / "bob", BOB, ca)
-    yield alice, bob
-    alice.close()
-    bob.close()
+    with running_pair(tmp_path) as nodes:
+        yield nodes
 
 
 def _restarted_sender_sends(alice: Node, bob: Node, message_id: int) -> str:

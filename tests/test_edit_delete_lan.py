@@ -21,7 +21,7 @@ from chimera_tk.net.peer.protocol import Delete, Edit
 from chimera_tk.store import Store
 from chimera_tk.store.records import IncomingMessage, utc_now_ms
 from tests.pki_factory import TeamCA
-from tests.test_peer_link import ALICE, BOB, Node
+from tests.test_peer_link import ALICE, BOB, Node, running_pair
 
 CAROL = 3003
 
@@ -49,10 +49,8 @@ def ca() -> TeamCA:
 
 @pytest.fixture
 def pair(tmp_path: Path, ca: TeamCA) -> Iterator[tuple[Node, Node]]:
-    alice, bob = Node(tmp_path / "alice", ALICE, ca), Node(tmp_path / "bob", BOB, ca)
-    yield alice, bob
-    alice.close()
-    bob.close()
+    with running_pair(tmp_path, ca) as nodes:
+        yield nodes
 
 
 def _editor(node: Node) -> tuple[MessageEditor, PeerAdapter]:

@@ -20,19 +20,15 @@ from chimera_tk.events import MessageChanged
 from chimera_tk.net.peer.admission import LOG_BUDGET, LOG_WINDOW_S, Admission
 from chimera_tk.net.peer.worker import PeerLimits
 from tests.hostile_flood import Flood, attacker_addresses, client_hello, open_from
-from tests.pki_factory import TeamCA
-from tests.test_peer_link import ALICE, BOB, Node
+from tests.test_peer_link import ALICE, Node, running_pair
 
 DEFAULTS = PeerLimits()
 
 
 @pytest.fixture
 def pair(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
-    ca = TeamCA.create()
-    alice, bob = Node(tmp_path / "alice", ALICE, ca), Node(tmp_path / "bob", BOB, ca)
-    yield alice, bob
-    alice.close()
-    bob.close()
+    with running_pair(tmp_path) as nodes:
+        yield nodes
 
 
 def _send_and_time(alice: Node, bob: Node, text: str) -> tuple[str, float]:

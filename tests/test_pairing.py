@@ -9,7 +9,6 @@ import os
 import socket
 import ssl
 import stat
-import threading
 import time
 from pathlib import Path
 
@@ -48,6 +47,7 @@ from chimera_tk.pki.pairing import (
 from chimera_tk.pki.personal import create_personal_identity
 from chimera_tk.profiles import profile_paths
 from chimera_tk.store import Store
+from tests.event_recorder import EventRecorder
 from tests.pki_factory import TeamCA
 
 ALICE, BOB, MALLORY = 1001, 2002, 3003
@@ -312,34 +312,21 @@ class Profile:
         self.tls.key.write_bytes(private_key_to_pem(self.key))
         self.tls.certificate_chain.write_bytes(certificate_pem(self.cert).encode())
         self.pins = PinStore(root / "pins.json")
-        self.events: list[object] = []
-        self.changed = threading.Condition()
+        self.recorder = EventRecorder()
+        self.events = self.recorder.events
         self.pairing = PairingWorker(user_id, name, self.tls.key, self.tls.certificate_chain,
-                                     self.pins, self._emit, port=0, window_s=20,
+                                     self.pins, self.recorder, port=0, window_s=20,
                                      host="127.0.0.1")
         self.peer: PeerWorker | None = None
         self.store: Store | None = None
 
-    def _emit(self, event: object) -> None:
-        with self.changed:
-            self.events.append(event)
-            self.changed.notify_all()
-
     def wait_for(self, kind: type, timeout: float = 15.0) -> object:
-        deadline = time.monotonic() + timeout
-        with self.changed:
-            while True:
-                found = [e for e in self.events if isinstance(e, kind)]
-                if found:
-                    return found[0]
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"no {kind.__name__}; saw {self.events[-8:]}")
-                self.changed.wait(0.2)
+        return self.recorder.wait_for(lambda event: isinstance(event, kind), timeout)
 
     def start_link(self) -> PeerWorker:
         self.store = Store.open(self.root / "chimera.db")
         self.peer = PeerWorker(self.user_id, self.name, self.tls, self.root / "chimera.db",
-                               self.root / "downloads", self._emit, host="127.0.0.1", port=0,
+                               self.root / "downloads", self.recorder, host="127.0.0.1", port=0,
                                limits=PeerLimits(ack_timeout_s=5, retry_after_s=0))
         (self.root / "downloads").mkdir()
         self.peer.start()
@@ -357,15 +344,10 @@ class Profile:
         return message.id
 
     def outcome(self, message_id: int) -> str:
-        deadline = time.monotonic() + 15
-        with self.changed:
-            while time.monotonic() < deadline:
-                for event in self.events:
-                    if (isinstance(event, MessageChanged) and event.message.id == message_id
-                            and event.message.state != "sending"):
-                        return event.message.state
-                self.changed.wait(0.2)
-        raise AssertionError(f"no outcome for message {message_id}: {self.events[-8:]}")
+        changed = self.recorder.wait_for(
+            lambda event: isinstance(event, MessageChanged) and event.message.id == message_id
+            and event.message.state != "sending", 15)
+        return changed.message.state
 
     def close(self) -> None:
         self.pairing.stop()

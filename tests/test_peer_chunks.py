@@ -11,8 +11,7 @@ import pytest
 
 from chimera_tk.net.peer.channel import HIGH_WATER
 from chimera_tk.net.peer.chunks import ChunkReader
-from tests.pki_factory import TeamCA
-from tests.test_peer_link import ALICE, BOB, Node
+from tests.test_peer_link import ALICE, Node, running_pair
 
 MIB = 1 << 20
 
@@ -54,11 +53,8 @@ def test_a_file_that_shrank_ends_in_an_empty_chunk() -> None:
 
 @pytest.fixture
 def pair(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
-    ca = TeamCA.create()
-    alice, bob = Node(tmp_path / "alice", ALICE, ca), Node(tmp_path / "bob", BOB, ca)
-    yield alice, bob
-    alice.close()
-    bob.close()
+    with running_pair(tmp_path) as nodes:
+        yield nodes
 
 
 def test_a_file_many_rings_long_arrives_identical_over_tls(pair, tmp_path: Path) -> None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +16,7 @@ import pytest
 from chimera_tk.events import MessageChanged, MessageStored, PeerUnavailable, PeerVerified
 from chimera_tk.net.peer.worker import PeerLimits, PeerWorker
 from chimera_tk.store import Store
+from tests.event_recorder import EventRecorder
 from tests.pki_factory import TeamCA
 
 ALICE, BOB = 1001, 2002
@@ -27,34 +28,23 @@ class Node:
     def __init__(self, root: Path, user_id: int, ca: TeamCA, **identity_options: object) -> None:
         self.user_id = user_id
         self.root = root
-        self.events: list[object] = []
-        self.event_added = threading.Condition()
+        self.recorder = EventRecorder()
         self.tls = ca.write_identity(root, user_id, **identity_options)
         self.db = root / "chimera.db"
         self.downloads = root / "downloads"
         self.downloads.mkdir(parents=True, exist_ok=True)
         self.store = Store.open(self.db)
         self.worker = PeerWorker(user_id, f"user{user_id}", self.tls, self.db, self.downloads,
-                                 self._emit, host="127.0.0.1", port=0,
+                                 self.recorder, host="127.0.0.1", port=0,
                                  limits=PeerLimits(ack_timeout_s=5, retry_after_s=0))
         self.worker.start()
 
-    def _emit(self, event: object) -> None:
-        with self.event_added:
-            self.events.append(event)
-            self.event_added.notify_all()
+    @property
+    def events(self) -> list[object]:
+        return self.recorder.events
 
     def wait_for(self, predicate, timeout: float = 10.0) -> object:
-        deadline = time.monotonic() + timeout
-        with self.event_added:
-            while True:
-                for event in self.events:
-                    if predicate(event):
-                        return event
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"no matching event; saw {self.events[-10:]}")
-                self.event_added.wait(remaining)
+        return self.recorder.wait_for(predicate, timeout)
 
     def send_text(self, to: Node, text: str) -> int:
         self.store.dialogs.ensure(to.user_id, "user", f"user{to.user_id}")
@@ -96,12 +86,22 @@ def ca() -> TeamCA:
     return TeamCA.create()
 
 
+@contextlib.contextmanager
+def running_pair(root: Path, ca: TeamCA | None = None) -> Iterator[tuple[Node, Node]]:
+    """Alice and Bob, each with a peer worker on loopback, trusting one team CA."""
+    ca = ca or TeamCA.create()
+    alice, bob = Node(root / "alice", ALICE, ca), Node(root / "bob", BOB, ca)
+    try:
+        yield alice, bob
+    finally:
+        alice.close()
+        bob.close()
+
+
 @pytest.fixture
 def pair(tmp_path: Path, ca: TeamCA) -> Iterator[tuple[Node, Node]]:
-    alice, bob = Node(tmp_path / "alice", ALICE, ca), Node(tmp_path / "bob", BOB, ca)
-    yield alice, bob
-    alice.close()
-    bob.close()
+    with running_pair(tmp_path, ca) as nodes:
+        yield nodes
 
 
 def test_text_is_delivered_once_stored_on_both_sides_and_acked(pair) -> None:

@@ -43,20 +43,18 @@ class _LanPeer(Node):
     """A PeerWorker with Bob's personal identity, who has paired with the app's user."""
 
     def __init__(self, root: Path, files: TlsFiles, user_id: int) -> None:
-        import threading
-
         from chimera_tk.net.peer.worker import PeerLimits, PeerWorker
         from chimera_tk.store import Store
+        from tests.event_recorder import EventRecorder
 
         self.user_id, self.root = user_id, root
-        self.events: list[object] = []
-        self.event_added = threading.Condition()
+        self.recorder = EventRecorder()
         self.tls = files
         self.db = root / "chimera.db"
         self.downloads = root / "downloads"
         self.downloads.mkdir(parents=True, exist_ok=True)
         self.store = Store.open(self.db)
-        self.worker = PeerWorker(user_id, "Bob", files, self.db, self.downloads, self._emit,
+        self.worker = PeerWorker(user_id, "Bob", files, self.db, self.downloads, self.recorder,
                                  host="127.0.0.1", port=0,
                                  limits=PeerLimits(ack_timeout_s=10, retry_after_s=0))
         self.worker.start()
