@@ -14,7 +14,6 @@ Used by tests/test_crash_consistency_netns.py (quick variant) and bench/crash_co
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import re
@@ -29,7 +28,7 @@ from pathlib import Path
 
 from chimera_tk.net.peer.files import PARTIAL_DIR
 from chimera_tk.net.peer.worker import placeholder_title
-from chimera_tk.router import Router
+from chimera_tk.router import Router, file_sha256
 from chimera_tk.store import Store
 from tests.lan_nodes import AppNode
 from tests.netns import Network
@@ -103,14 +102,6 @@ class CrashReport:
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as source:
-        while chunk := source.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def integrity(database: Path) -> str:
@@ -304,7 +295,7 @@ def _check(report: CrashReport, alice: AppNode, bob: AppNode,
         referenced.add(path.resolve())
         if path.resolve().parent != downloads:
             report.problems.append(f"file {uid} saved outside downloads: {path}")
-        if path.is_file() and sha256_of(path) == sha256_of(item):
+        if path.is_file() and file_sha256(path) == file_sha256(item):
             report.files_identical += 1
         else:
             report.files_damaged += 1

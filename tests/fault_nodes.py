@@ -11,7 +11,6 @@ written by ``chimera send``.
 
 from __future__ import annotations
 
-import hashlib
 import queue
 import threading
 import time
@@ -29,14 +28,6 @@ from tests.netns import Host
 from tests.pki_factory import TeamCA
 
 PING_INTERVAL_MS = 50
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as source:
-        while chunk := source.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str,

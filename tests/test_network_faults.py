@@ -21,8 +21,9 @@ import pytest
 
 from chimera_tk.config import LanSettings
 from chimera_tk.net.peer.worker import PeerLimits
+from chimera_tk.router import file_sha256
 from chimera_tk.store import Store
-from tests.fault_nodes import InProcessApp, sha256_of, wait_until
+from tests.fault_nodes import InProcessApp, wait_until
 from tests.lan_nodes import AppNode
 from tests.netem_queue import Impairment
 from tests.netns import Host, Network, require_netns
@@ -137,7 +138,7 @@ def _lossy_link_delivers_everything_once(network: Network, tmp_path: Path, ca: T
         assert sorted(m.text for m in received if m.file_id is None) == sorted(
             f"lossy {i}" for i in range(texts))
         [file_message] = [m for m in received if m.file_id is not None]
-        assert sha256_of(_file_of(bob, file_message)) == sha256_of(source)
+        assert file_sha256(_file_of(bob, file_message)) == file_sha256(source)
     finally:
         store.close()
         _stop_alice(alice)
@@ -184,7 +185,7 @@ def test_link_down_for_10_s_mid_transfer_resumes_from_the_receivers_offset(
         assert during in ("queued", "sending")  # waiting, not failed
         assert offsets[0] == 0 and offsets[-1] > 0, offsets  # resumed, not restarted
         [received] = _received(bob)
-        assert sha256_of(_file_of(bob, received)) == sha256_of(source)
+        assert file_sha256(_file_of(bob, received)) == file_sha256(source)
     finally:
         store.close()
         _stop_alice(alice)
@@ -212,7 +213,7 @@ def test_slow_link_transfer_is_not_taken_for_a_silent_peer(
               f"{took:.1f} s, receiver offsets {offsets}")
         assert offsets == [0]  # one transfer, never cut and resumed
         [received] = _received(bob)
-        assert sha256_of(_file_of(bob, received)) == sha256_of(source)
+        assert file_sha256(_file_of(bob, received)) == file_sha256(source)
     finally:
         store.close()
         _stop_alice(alice)
@@ -249,7 +250,7 @@ def test_receiver_frozen_mid_file_is_noticed_and_the_file_resumes_after_sigcont(
         assert during in ("queued", "sending")
         assert offsets[0] == 0 and offsets[-1] > 0, offsets
         [received] = _received(bob)
-        assert sha256_of(_file_of(bob, received)) == sha256_of(source)
+        assert file_sha256(_file_of(bob, received)) == file_sha256(source)
     finally:
         store.close()
         _stop_alice(alice)
@@ -287,7 +288,7 @@ def _freeze_and_thaw(alice: InProcessApp, bob: AppNode, tmp_path: Path,
         assert "delivered" not in states_while_frozen[1:]  # at most the first slipped through
         assert len(received) == 22 and len({m.uid for m in received}) == 22  # no duplicate
         [file_message] = [m for m in received if m.file_id is not None]
-        assert sha256_of(_file_of(bob, file_message)) == sha256_of(source)
+        assert file_sha256(_file_of(bob, file_message)) == file_sha256(source)
         return {"noticed_s": noticed, "caught_up_s": caught_up}
     finally:
         store.close()
