@@ -10,6 +10,7 @@ kernel's tbf qdisc.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -104,14 +105,26 @@ def _stop_alice(alice: InProcessApp) -> None:
     assert alice.leftover_threads == [], f"threads left running: {alice.leftover_threads}"
 
 
-def _lossy_link_delivers_everything_once(network: Network, tmp_path: Path, ca: TeamCA,
-                                         bob: AppNode, *, mebibytes: int, texts: int) -> None:
-    _require_tool("iptables", "iptables")
-    alice = InProcessApp(network["a"], tmp_path / "a", "alice", ALICE, ca, limits=PeerLimits())
+@contextlib.contextmanager
+def _alice_verifying_bob(network: Network, tmp_path: Path, ca: TeamCA,
+                         limits: PeerLimits) -> Iterator[tuple[InProcessApp, Store]]:
+    """Alice's app in host a (in this process) once it has verified Bob; stopped afterwards,
+    with no thread left behind."""
+    alice = InProcessApp(network["a"], tmp_path / "a", "alice", ALICE, ca, limits=limits)
     store = alice.store()
     try:
         wait_until(lambda: alice.app.lan is not None and BOB in alice.app.lan.verified, 20,
                    "Alice to verify Bob")
+        yield alice, store
+    finally:
+        store.close()
+        _stop_alice(alice)
+
+
+def _lossy_link_delivers_everything_once(network: Network, tmp_path: Path, ca: TeamCA,
+                                         bob: AppNode, *, mebibytes: int, texts: int) -> None:
+    _require_tool("iptables", "iptables")
+    with _alice_verifying_bob(network, tmp_path, ca, PeerLimits()) as (alice, store):
         source = _random_file(tmp_path / "lossy.bin", mebibytes)
         # both directions, like netem on each host's interface: data and its ACKs suffer
         impairments = [Impairment(network[name], loss=0.05, delay_ms=50, reorder=0.25, seed=seed)
@@ -139,9 +152,6 @@ def _lossy_link_delivers_everything_once(network: Network, tmp_path: Path, ca: T
             f"lossy {i}" for i in range(texts))
         [file_message] = [m for m in received if m.file_id is not None]
         assert file_sha256(_file_of(bob, file_message)) == file_sha256(source)
-    finally:
-        store.close()
-        _stop_alice(alice)
 
 
 def test_lossy_delayed_reordering_link_delivers_texts_and_a_file_once(
@@ -162,11 +172,7 @@ def _throttle(host: Host, rate: str) -> None:
 
 def test_link_down_for_10_s_mid_transfer_resumes_from_the_receivers_offset(
         network: Network, tmp_path: Path, ca: TeamCA, bob: AppNode) -> None:
-    alice = InProcessApp(network["a"], tmp_path / "a", "alice", ALICE, ca, limits=FAST_LIMITS)
-    store = alice.store()
-    try:
-        wait_until(lambda: alice.app.lan is not None and BOB in alice.app.lan.verified, 20,
-                   "Alice to verify Bob")
+    with _alice_verifying_bob(network, tmp_path, ca, FAST_LIMITS) as (alice, store):
         _throttle(network["a"], "80mbit")  # about 10 MB/s: the transfer lasts a few seconds
         source = _random_file(tmp_path / "cut.bin", 48)
         message = alice.send_file(store, BOB, source)
@@ -186,9 +192,6 @@ def test_link_down_for_10_s_mid_transfer_resumes_from_the_receivers_offset(
         assert offsets[0] == 0 and offsets[-1] > 0, offsets  # resumed, not restarted
         [received] = _received(bob)
         assert file_sha256(_file_of(bob, received)) == file_sha256(source)
-    finally:
-        store.close()
-        _stop_alice(alice)
 
 
 def test_slow_link_transfer_is_not_taken_for_a_silent_peer(
@@ -196,11 +199,7 @@ def test_slow_link_transfer_is_not_taken_for_a_silent_peer(
     # While a file streams out, the receiver says nothing; the sender's PING waits behind
     # megabytes of queued data. The sender must not call that peer silent while its bytes are
     # still being taken (on a slow link the PONG comes back later than 1.5 x the idle timeout).
-    alice = InProcessApp(network["a"], tmp_path / "a", "alice", ALICE, ca, limits=FAST_LIMITS)
-    store = alice.store()
-    try:
-        wait_until(lambda: alice.app.lan is not None and BOB in alice.app.lan.verified, 20,
-                   "Alice to verify Bob")
+    with _alice_verifying_bob(network, tmp_path, ca, FAST_LIMITS) as (alice, store):
         _throttle(network["a"], "16mbit")  # 2 MB/s: queued data takes seconds to drain
         source = _random_file(tmp_path / "slow.bin", 16)
         started = time.monotonic()
@@ -214,20 +213,13 @@ def test_slow_link_transfer_is_not_taken_for_a_silent_peer(
         assert offsets == [0]  # one transfer, never cut and resumed
         [received] = _received(bob)
         assert file_sha256(_file_of(bob, received)) == file_sha256(source)
-    finally:
-        store.close()
-        _stop_alice(alice)
 
 
 def test_receiver_frozen_mid_file_is_noticed_and_the_file_resumes_after_sigcont(
         network: Network, tmp_path: Path, ca: TeamCA, bob: AppNode) -> None:
     # The sender counts megabytes taken by the kernel as a sign of life (channel.py); a frozen
     # receiver must still be found out once the socket buffers are full.
-    alice = InProcessApp(network["a"], tmp_path / "a", "alice", ALICE, ca, limits=FAST_LIMITS)
-    store = alice.store()
-    try:
-        wait_until(lambda: alice.app.lan is not None and BOB in alice.app.lan.verified, 20,
-                   "Alice to verify Bob")
+    with _alice_verifying_bob(network, tmp_path, ca, FAST_LIMITS) as (alice, store):
         _throttle(network["a"], "80mbit")
         source = _random_file(tmp_path / "stream.bin", 48)
         message = alice.send_file(store, BOB, source)
@@ -251,9 +243,6 @@ def test_receiver_frozen_mid_file_is_noticed_and_the_file_resumes_after_sigcont(
         assert offsets[0] == 0 and offsets[-1] > 0, offsets
         [received] = _received(bob)
         assert file_sha256(_file_of(bob, received)) == file_sha256(source)
-    finally:
-        store.close()
-        _stop_alice(alice)
 
 
 def _freeze_and_thaw(alice: InProcessApp, bob: AppNode, tmp_path: Path,
