@@ -128,9 +128,11 @@ class IncomingFile:
         if existing > self.size:
             self.partial.unlink()
             return 0
-        with open(self.partial, "rb") as partial:
-            while chunk := partial.read(1 << 20):
+        with open(self.partial, "rb") as partial:  # exactly the bytes the offset counts
+            left = existing
+            while left and (chunk := partial.read(min(left, 1 << 20))):
                 self._hasher.update(chunk)
+                left -= len(chunk)
         return existing
 
     def write(self, chunk: bytes) -> None:

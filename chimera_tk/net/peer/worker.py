@@ -74,6 +74,9 @@ FILE_CHUNK = 1024 * 1024
 PROGRESS_INTERVAL_S = 0.1
 CHECKPOINT_DELAY_S = 0.2  # a burst of writes is copied from the WAL in one checkpoint
 FILE_RESENDS = 2  # whole-file resends after the receiver discarded a finished file
+# How long a new connection waits for an older one receiving the same file to let go of it
+# (the older one's writer flushes what it has queued first: 16 MiB at most).
+SUPERSEDE_WAIT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -560,6 +563,8 @@ class PeerWorker:
                 and self._have_file_already(store, existing, offer):
             channel.send(Ack(offer.uid))  # we have it already: the sender may stop here
             return
+        if not self._supersede_older_transfer(channel, offer.uid):
+            return
         incoming_file = IncomingFile(self._downloads, offer.uid, offer.size, offer.sha256)
         free = free_bytes(self._downloads)
         if offer.size - incoming_file.offset > free - DISK_RESERVE_BYTES:
@@ -586,6 +591,23 @@ class PeerWorker:
         log.info("receiving file %s (%d bytes) from %s, starting at byte %d", offer.uid,
                  offer.size, channel.peer_id, incoming_file.offset)
         channel.send_raw(lambda session: session.accept_file(offer, incoming_file.offset))
+
+    def _supersede_older_transfer(self, channel: Channel, uid: str) -> bool:
+        """A sender whose connection broke offers the file again on a new one, sometimes before
+        the old connection is seen to close here. Two writers on one partial file corrupt it, so
+        the old connection is closed (its partial file kept, to resume from) and its writer
+        finished before the new one starts. False: the old one did not let go in time; the new
+        connection is closed too and the sender tries again later."""
+        for other, incoming in list(self._incoming.items()):
+            if other is channel or incoming.offer.uid != uid:
+                continue
+            log.info("file %s is offered again on a new connection from %s: closing the old one",
+                     uid, channel.peer_id)
+            other.abort("the sender started this file again on a new connection")
+            if not other.join(SUPERSEDE_WAIT_S):
+                channel.close(f"still receiving {uid} on an older connection")
+                return False
+        return True
 
     def _receive_data(self, channel: Channel, data: Data) -> None:
         incoming = self._incoming[channel]
