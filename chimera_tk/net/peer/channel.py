@@ -39,6 +39,9 @@ SMALL_FRAME = 16 * 1024
 # and a closed connection wakes the reader whatever the mark; on a link too slow to fill the mark
 # well within the idle timeout the mark goes back to one byte (see _check_idle).
 RECEIVE_LOW_WATER = 128 * 1024
+# OpenSSL may already hold the first part of the next record (read, not yet decryptable), which
+# the socket will never report again: the mark leaves one whole record of the frame's rest out.
+TLS_RECORD_MAX = 16 * 1024 + 256 + 5 + 16 + 1  # plaintext, padding, header, tag, content type
 
 
 class ChannelClosed(Exception):
@@ -262,7 +265,8 @@ class Channel:
         if mark is None:
             with self._lock:
                 rest = self.session.payload_buffer()
-            mark = min(len(rest), RECEIVE_LOW_WATER) if rest is not None else 1
+            mark = 1 if rest is None else max(1, min(len(rest) - TLS_RECORD_MAX,
+                                                     RECEIVE_LOW_WATER))
         if mark != self._receive_mark:
             with contextlib.suppress(OSError):
                 self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, mark)
