@@ -123,7 +123,11 @@ class Result:
     def ratio_text(self) -> str:
         if self.ratio is None or math.isnan(self.ratio):
             return "-"
-        return f"{format_number(self.ratio)}x"
+        text = format_number(self.ratio)
+        if self.ratio_target is not None and self.ratio < self.ratio_target \
+                and float(text.replace(",", "")) >= self.ratio_target:
+            text = f"{self.ratio:.3f}"  # rounded up to the target, it would read as met
+        return f"{text}x"
 
     def as_json(self) -> dict[str, object]:
         """The fields plus the verdict (for readers of results.json)."""

@@ -32,6 +32,15 @@ def test_ratio_target_decides_the_verdict_beside_the_absolute_target() -> None:
                   ratio_target=2.0).verdict == "SHORT"
 
 
+def test_a_ratio_just_short_of_its_target_is_never_printed_as_the_target() -> None:
+    short = Result("f", 517.0, "MiB/s", better="higher", peer="wormhole", peer_figure=225.0,
+                   ratio_target=2.3)
+    assert short.verdict == "SHORT" and short.ratio_text == "2.298x"
+    met = Result("f", 520.0, "MiB/s", better="higher", peer="wormhole", peer_figure=225.0,
+                 ratio_target=2.3)
+    assert met.verdict == "PASS" and met.ratio_text == "2.31x"
+
+
 def test_a_peer_that_could_not_run_keeps_its_row_with_the_reason_and_no_verdict() -> None:
     row = Result("file vs wormhole", 300.0, "MiB/s", better="higher",
                  peer="magic-wormhole: could not be installed (no network)", ratio_target=2.3)
