@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -104,3 +105,32 @@ def test_a_short_row_whose_target_is_beyond_the_machine_limit_says_limit() -> No
     assert "machine limit 700 MiB/s" in row(700.0).target_text
     assert Result("f", 800.0, "MiB/s", better="higher", peer="w", peer_figure=320.0,
                   ratio_target=2.3, limit=700.0).verdict == "PASS"
+
+
+def _rounds(name: str, *cpu: tuple[float, float]):
+    from lan import FileRound
+
+    file_round = FileRound(name, name)
+    for sender, receiver in cpu:
+        file_round.seconds.append(1.0)
+        file_round.sender_cpu.append(sender)
+        file_round.receiver_cpu.append(receiver)
+    return file_round
+
+
+def test_the_machine_limit_never_sits_below_what_chimera_itself_did() -> None:
+    import lan
+
+    size = lan.GIB
+    hashing = lan.sha256_cpu_per_gib(rounds=1, size=64 * lan.MIB)
+    bare = _rounds("bare", (1.0, 1.0), (0.8, 0.9))
+    limit, note = lan.cpu_limit(size, {"bare": bare})
+    cores = os.cpu_count() or 1
+    assert abs(limit - cores * 1024 / (1.7 + hashing)) < 0.02 * limit
+    assert "bare pair's cheapest round" in note
+    # a bare pair whose page-cache writes were expensive, and a Chimera round cheaper than it
+    slow_bare = _rounds("bare", (2.0, 1.8), (2.1, 1.7))
+    chimera = _rounds("chimera", (1.2, 2.0), (1.1, 2.1))
+    limit, note = lan.cpu_limit(size, {"bare": slow_bare, "chimera": chimera})
+    assert abs(limit - cores * 1024 / 3.2) < 0.01 * limit
+    assert "cheapest Chimera round" in note
