@@ -8,6 +8,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from chimera_tk.net.peer.channel import RECEIVE_LOW_WATER, Channel
@@ -39,33 +40,14 @@ def test_a_frame_slower_than_the_low_water_mark_still_counts_as_heard(tmp_path: 
     closed: list[str] = []
     done = threading.Event()
 
-    def on_event(channel: Channel, event: object) -> None:
-        received.append(event)
-        if isinstance(event, Hello):
-            channel.send(Hello(name="bob"))
-        elif isinstance(event, FileOffer):
-            channel.send_raw(lambda session: session.accept_file(event, 0))
-        elif isinstance(event, FileDone):
-            done.set()
-
     def on_closed(_channel: Channel, reason: str) -> None:
         closed.append(reason)
         done.set()
 
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
-    channels: list[Channel] = []
-
-    def serve() -> None:
-        raw, address = listener.accept()
-        sock = server_context(bob_tls).wrap_socket(raw, server_side=True)
-        channel = Channel(sock, ALICE, address[0], outgoing=False, on_event=on_event,
-                          on_closed=on_closed, idle_timeout=IDLE_TIMEOUT_S)
-        channels.append(channel)
-        channel.start()
-
-    server = threading.Thread(target=serve)
-    server.start()
+    server, channels = _serve_bob(listener, bob_tls, _bob_accepts(done, received), on_closed,
+                                  IDLE_TIMEOUT_S)
     client = client_context(alice_tls).wrap_socket(
         socket.create_connection(("127.0.0.1", port)), server_hostname=None)
     server.join(10)
@@ -96,6 +78,40 @@ def test_a_frame_slower_than_the_low_water_mark_still_counts_as_heard(tmp_path: 
             channel.close("test over")
             assert channel.join(5)
         listener.close()
+
+
+def _bob_accepts(done: threading.Event,
+                 received: list[object]) -> Callable[[Channel, object], None]:
+    """Bob's side of the exchange: answers HELLO, accepts the offer, sets ``done`` at FILE_DONE."""
+
+    def on_event(channel: Channel, event: object) -> None:
+        received.append(event)
+        if isinstance(event, Hello):
+            channel.send(Hello(name="bob"))
+        elif isinstance(event, FileOffer):
+            channel.send_raw(lambda session: session.accept_file(event, 0))
+        elif isinstance(event, FileDone):
+            done.set()
+
+    return on_event
+
+
+def _serve_bob(listener: socket.socket, bob_tls, on_event, on_closed,
+               idle_timeout: float) -> tuple[threading.Thread, list[Channel]]:
+    """Accept one connection on ``listener`` and run the real Channel on it (started)."""
+    channels: list[Channel] = []
+
+    def serve() -> None:
+        raw, address = listener.accept()
+        sock = server_context(bob_tls).wrap_socket(raw, server_side=True)
+        channel = Channel(sock, ALICE, address[0], outgoing=False, on_event=on_event,
+                          on_closed=on_closed, idle_timeout=idle_timeout)
+        channels.append(channel)
+        channel.start()
+
+    server = threading.Thread(target=serve)
+    server.start()
+    return server, channels
 
 
 def _drain(client, session: PeerSession) -> list[object]:
@@ -160,29 +176,9 @@ def test_the_end_of_a_frame_wakes_the_reader_when_openssl_holds_part_of_a_record
     payload = bytes(range(256)) * (100 * 1024 // 256)
     done = threading.Event()
     closed: list[str] = []
-
-    def on_event(channel: Channel, event: object) -> None:
-        if isinstance(event, Hello):
-            channel.send(Hello(name="bob"))
-        elif isinstance(event, FileOffer):
-            channel.send_raw(lambda session: session.accept_file(event, 0))
-        elif isinstance(event, FileDone):
-            done.set()
-
     listener = socket.create_server(("127.0.0.1", 0))
-    channels: list[Channel] = []
-
-    def serve() -> None:
-        raw, address = listener.accept()
-        sock = server_context(bob_tls).wrap_socket(raw, server_side=True)
-        channel = Channel(sock, ALICE, address[0], outgoing=False, on_event=on_event,
-                          on_closed=lambda _channel, reason: closed.append(reason),
-                          idle_timeout=60.0)
-        channels.append(channel)
-        channel.start()
-
-    server = threading.Thread(target=serve)
-    server.start()
+    server, channels = _serve_bob(listener, bob_tls, _bob_accepts(done, []),
+                                  lambda _channel, reason: closed.append(reason), 60.0)
     client = _RecordClient(alice_tls, listener.getsockname()[1])
     server.join(10)
     session = PeerSession()
