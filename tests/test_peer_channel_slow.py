@@ -23,6 +23,7 @@ from chimera_tk.net.peer.protocol import (
     encode_event,
 )
 from chimera_tk.net.peer.tls import client_context, server_context
+from chimera_tk.net.peer.tls_stream import TlsStream
 from tests.pki_factory import TeamCA
 
 ALICE, BOB = 1001, 2002
@@ -103,7 +104,8 @@ def _serve_bob(listener: socket.socket, bob_tls, on_event, on_closed,
 
     def serve() -> None:
         raw, address = listener.accept()
-        sock = server_context(bob_tls).wrap_socket(raw, server_side=True)
+        sock = TlsStream(raw, server_context(bob_tls), server_side=True)
+        sock.do_handshake()
         channel = Channel(sock, ALICE, address[0], outgoing=False, on_event=on_event,
                           on_closed=on_closed, idle_timeout=idle_timeout)
         channels.append(channel)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 from chimera_tk.errors import LocalProtocolError, RemoteProtocolError
 from chimera_tk.net.peer.protocol import Event, PeerSession, Ping, Pong
+from chimera_tk.net.peer.tls_stream import TlsStream
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class ChannelClosed(Exception):
 
 
 class Channel:
-    def __init__(self, sock: ssl.SSLSocket, peer_id: int, address: str, *, outgoing: bool,
+    def __init__(self, sock: TlsStream, peer_id: int, address: str, *, outgoing: bool,
                  on_event: Callable[[Channel, Event], None],
                  on_closed: Callable[[Channel, str], None],
                  idle_timeout: float = 60.0) -> None:
@@ -184,7 +185,7 @@ class Channel:
         try:
             while self._closed_reason is None:
                 with self._lock:
-                    pending_out = bool(self._out)
+                    pending_out = bool(self._out) or self.sock.unsent > 0
                 if pending_out != want_write:
                     want_write = pending_out
                     selector.modify(self.sock, selectors.EVENT_READ |
@@ -290,6 +291,8 @@ class Channel:
         return filled
 
     def _write(self) -> None:
+        if not self.sock.flush():  # the kernel has not taken the last batch yet
+            return
         while True:
             with self._lock:
                 if not self._out:
@@ -354,7 +357,7 @@ class Channel:
         deadline = time.monotonic() + 0.5
         while time.monotonic() < deadline:
             with self._lock:
-                if not self._out:
+                if not self._out and not self.sock.unsent:
                     return
             self._write()
             time.sleep(0.005)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chimera_tk.errors import ChimeraError
+from chimera_tk.net.peer.tls_stream import TlsStream
 
 
 class PeerIdentityError(ChimeraError):
@@ -80,7 +81,7 @@ def client_context(files: TlsFiles) -> ssl.SSLContext:
     return _context(ssl.Purpose.SERVER_AUTH, files)
 
 
-def peer_user_id(sock: ssl.SSLSocket) -> int:
+def peer_user_id(sock: ssl.SSLSocket | TlsStream) -> int:
     """The user id the peer's (already chain-verified) certificate names."""
     cert = sock.getpeercert()
     if not cert:
@@ -103,7 +104,7 @@ def user_id_from_certificate_fields(cert: dict) -> int:
     return user_id
 
 
-def require_identity(sock: ssl.SSLSocket, expected_user_id: int) -> int:
+def require_identity(sock: ssl.SSLSocket | TlsStream, expected_user_id: int) -> int:
     """For the caller: the callee must be exactly the user we meant to reach."""
     actual = peer_user_id(sock)
     if actual != expected_user_id:

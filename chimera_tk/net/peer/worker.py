@@ -65,6 +65,7 @@ from chimera_tk.net.peer.tls import (
     require_identity,
     server_context,
 )
+from chimera_tk.net.peer.tls_stream import TlsStream
 from chimera_tk.store import Store
 from chimera_tk.store.records import IncomingMessage, Message, utc_now_ms
 
@@ -285,7 +286,7 @@ class PeerWorker:
                         channel.peer_id, channel.address, serial)
             channel.abort(f"certificate serial {serial:x} revoked")
 
-    def _check_not_revoked(self, tls: ssl.SSLSocket, peer_id: int) -> int:
+    def _check_not_revoked(self, tls: TlsStream, peer_id: int) -> int:
         """The peer certificate's serial, unless the team CRL lists it."""
         serial = int(tls.getpeercert()["serialNumber"], 16)
         with self._lock:
@@ -341,17 +342,17 @@ class PeerWorker:
 
     def _handshake_incoming(self, raw: socket.socket, address: str,
                             ticket: PendingHandshake) -> None:
-        sock: socket.socket = raw
+        sock: socket.socket | TlsStream = raw
         try:
             _no_delay(raw)
-            # CPython applies this to the whole do_handshake call; the admission's deadline
+            # TlsStream applies this to the whole do_handshake call; the admission's deadline
             # (reaped by the accept loop) is the backstop
             raw.settimeout(self.admission.remaining(ticket))
             with self._lock:
                 context = self._server_ctx
-            tls = context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
+            tls = TlsStream(raw, context, server_side=True)
             sock = tls
-            if not self.admission.update_socket(ticket, tls):
+            if not self.admission.update_socket(ticket, raw):
                 raise TimeoutError(ticket.ended)
             tls.do_handshake()
             peer_id = peer_user_id(tls)
@@ -404,7 +405,8 @@ class PeerWorker:
             raw.settimeout(self.limits.handshake_timeout_s)
             with self._lock:
                 context = self._client_ctx
-            tls = context.wrap_socket(raw, server_side=False)
+            tls = TlsStream(raw, context, server_side=False)
+            tls.do_handshake()
             require_identity(tls, user_id)
             serial = self._check_not_revoked(tls, user_id)
         except PeerIdentityError as exc:
@@ -425,7 +427,7 @@ class PeerWorker:
             raise ChannelClosed("shutting down")
         return channel
 
-    def _register(self, tls: ssl.SSLSocket, peer_id: int, address: str, *,
+    def _register(self, tls: TlsStream, peer_id: int, address: str, *,
                   outgoing: bool, serial: int) -> Channel | None:
         channel = Channel(tls, peer_id, address, outgoing=outgoing, on_event=self._on_event,
                           on_closed=self._on_closed, idle_timeout=self.limits.idle_timeout_s)
