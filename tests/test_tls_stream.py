@@ -91,8 +91,9 @@ def test_a_batch_of_records_leaves_in_one_socket_call(identities) -> None:
             threading.Event().wait(0.01)
     reader.join(10)
     assert received == [data]
-    # one send() per record would be 64 or more; a batch goes in one unless the buffer is full
-    assert alice.raw.sends - calls_before <= 16
+    # one send() per record would be 64 or more; a batch goes in one call, or in a few when the
+    # socket buffer (about 200 KiB) fills before the reader empties it
+    assert alice.raw.sends - calls_before <= 32
 
 
 def test_a_full_send_buffer_keeps_the_encrypted_rest_and_loses_nothing(identities) -> None:
