@@ -179,3 +179,29 @@ def test_frames_that_came_with_the_last_handshake_message_are_read_at_once(
             channel.close("test over")
             assert channel.join(5)
         listener.close()
+
+
+def test_an_abort_while_a_piece_is_being_sent_ends_the_channel_cleanly(identities,
+                                                                      caplog) -> None:
+    """abort() from another thread empties the queue while the I/O thread is inside send():
+    the I/O thread must notice instead of failing on the queue it took the piece from."""
+    alice, _bob = _connected_pair(identities)
+    closed = threading.Event()
+    channel = Channel(alice, BOB, "test", outgoing=True, on_event=lambda _c, _e: None,
+                      on_closed=lambda _c, _reason: closed.set())
+    real_send = alice.send
+
+    def send_then_abort(data) -> int:  # the abort lands between send() and the bookkeeping
+        sent = real_send(data)
+        channel.abort("cancelled by the test")
+        return sent
+
+    alice.send = send_then_abort  # type: ignore[method-assign]
+    channel.start()
+    with caplog.at_level("ERROR", logger="chimera_tk.net.peer.channel"):
+        channel.begin_file("abort-race", 0, 64 * 1024)
+        channel.send_data(os.urandom(64 * 1024))
+        assert closed.wait(5)
+        assert channel.join(5)
+    assert channel.closed_reason == "cancelled by the test"
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text

@@ -8,8 +8,8 @@ half-open handshakes and garbage must not crowd out a real peer. Three limits:
   newcomer refused: the oldest one of the address that holds the most. A real peer finishes in
   milliseconds with one connection, so the connections that have waited longest, from the
   busiest address, are the ones an attacker is holding open;
-- one deadline for the whole handshake, kept here as well as by the socket timeout (CPython's
-  ``do_handshake`` applies its timeout to the whole call), so it also holds for what the
+- one deadline for the whole handshake, kept here as well as by the socket timeout (``TlsStream.
+  do_handshake`` applies its timeout to the whole call), so it also holds for what the
   thread does around the TLS call and for a thread stuck anywhere else.
 
 A stuck handshake is ended with ``shutdown()`` on its socket (which wakes the thread blocked in
@@ -46,7 +46,8 @@ class AdmissionCounters:
 
 
 class PendingHandshake:
-    """One admitted connection; the handshake thread updates ``sock`` after wrapping it in TLS."""
+    """One admitted connection; ``sock`` is its plain socket, which the TLS stream reads and
+    writes (the handshake thread confirms it through ``update_socket`` once TLS starts)."""
 
     __slots__ = ("address", "deadline", "ended", "sock", "started")
 
@@ -171,7 +172,7 @@ class Admission:
 
 
 def _shutdown(sock: socket.socket) -> None:
-    # The plain socket's shutdown, also for an SSLSocket: only the system call, which wakes a
-    # thread blocked in the handshake without touching the OpenSSL object it is using.
+    # Only the system call on the plain socket, which wakes a thread blocked in the handshake
+    # without touching the OpenSSL object it is using.
     with contextlib.suppress(OSError):
         socket.socket.shutdown(sock, socket.SHUT_RDWR)

@@ -1,6 +1,6 @@
 """One verified TLS connection to a peer, driven by a single I/O thread.
 
-Only the I/O thread touches the SSL socket (OpenSSL objects must not be used from two threads at
+Only the I/O thread touches the TLS stream (OpenSSL objects must not be used from two threads at
 once); other threads queue frames and wake it through a socket pair. Writers block while more than
 HIGH_WATER bytes are queued (until LOW_WATER), so a fast file reader never buffers a whole file in
 memory. A peer that stays silent past the idle timeout is pinged once and dropped if it still says
@@ -40,8 +40,9 @@ SMALL_FRAME = 16 * 1024
 # and a closed connection wakes the reader whatever the mark; on a link too slow to fill the mark
 # well within the idle timeout the mark goes back to one byte (see _check_idle).
 RECEIVE_LOW_WATER = 128 * 1024
-# OpenSSL may already hold the first part of the next record (read, not yet decryptable), which
-# the socket will never report again: the mark leaves one whole record of the frame's rest out.
+# The TLS stream may already hold the first part of the next record (taken in, not yet
+# decryptable), which the socket will never report again: the mark leaves one whole record of
+# the frame's rest out. (It holds less than a record whenever a read ends for want of data.)
 TLS_RECORD_MAX = 16 * 1024 + 256 + 5 + 16 + 1  # plaintext, padding, header, tag, content type
 
 
@@ -305,11 +306,15 @@ class Channel:
                 sent = self.sock.send(piece)
             except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
                 return
+            # counted when encrypted: at most one TlsStream batch (a quarter of WRITE_PROGRESS)
+            # ahead of what the kernel took, since send() takes no more until that is gone
             self._written_since += sent
             if self._written_since >= WRITE_PROGRESS:
                 self._written_since = 0
                 self._last_written = time.monotonic()
             with self._lock:
+                if not self._out or self._out[0] is not view:
+                    return  # abort() emptied the queue meanwhile
                 was_above = self._out_bytes > LOW_WATER
                 self.bytes_sent += sent
                 self._out_bytes -= sent
@@ -352,10 +357,8 @@ class Channel:
 
     def _flush_before_close(self) -> None:
         """Best effort: let queued frames (a final ACK, a goodbye) out before closing."""
-        if self._aborted:
-            return
         deadline = time.monotonic() + 0.5
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self._aborted:
             with self._lock:
                 if not self._out and not self.sock.unsent:
                     return

@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 BATCH = 256 * 1024  # plaintext encrypted per send(); raw bytes taken per recv()
+HANDSHAKE_READ = 16 * 1024  # a handshake flight with a certificate chain is a few KiB
 
 
 class TlsStream:
@@ -33,11 +34,10 @@ class TlsStream:
         self._outgoing = ssl.MemoryBIO()
         self._tls = context.wrap_bio(self._incoming, self._outgoing, server_side=server_side)
         self._unsent = memoryview(b"")
-        self._buffer = memoryview(bytearray(BATCH))
+        self._buffer: memoryview | None = None  # BATCH bytes, once verified (not per handshake)
         # Whether the incoming buffer may hold a whole record: the socket will not report those
         # bytes again, so pending() must (and must not, once a read found only part of one).
         self._records_waiting = False
-        self._eof = False
 
     # -- set-up ----------------------------------------------------------------------------------
 
@@ -53,12 +53,13 @@ class TlsStream:
                 except ssl.SSLWantReadError:
                     self._send_blocking(deadline)
                     self._receive_blocking(deadline)
+            self._send_blocking(deadline)
         except ssl.SSLError:
             with contextlib.suppress(OSError):  # the alert tells the peer why
-                self._send_blocking(deadline)
+                self._send_blocking(deadline or time.monotonic() + 1.0)
             raise
-        self._send_blocking(deadline)
-        self.raw.settimeout(timeout)
+        finally:
+            self.raw.settimeout(timeout)
         # the peer's first frames may have come in with its last handshake message
         self._records_waiting = self._incoming.pending > 0
 
@@ -78,9 +79,9 @@ class TlsStream:
 
     def _receive_blocking(self, deadline: float | None) -> None:
         self.raw.settimeout(self._remaining(deadline))
-        count = self.raw.recv_into(self._buffer)
-        if count:
-            self._incoming.write(self._buffer[:count])
+        data = self.raw.recv(HANDSHAKE_READ)
+        if data:
+            self._incoming.write(data)
         else:
             self._incoming.write_eof()  # OpenSSL then raises SSLEOFError, as on a socket
 
@@ -128,7 +129,9 @@ class TlsStream:
 
     def recv(self, size: int) -> bytes:
         buffer = bytearray(size)
-        return bytes(buffer[:self.recv_into(buffer)])
+        count = self.recv_into(buffer)
+        del buffer[count:]
+        return bytes(buffer)
 
     def send(self, data: memoryview | bytes) -> int:
         """Encrypt up to BATCH bytes of ``data`` and hand them to the kernel; the count taken.
@@ -164,6 +167,8 @@ class TlsStream:
     def _take_in(self) -> bool:
         """Move what the socket has into the incoming buffer; False when it has nothing."""
         self._records_waiting = False
+        if self._buffer is None:
+            self._buffer = memoryview(bytearray(BATCH))
         try:
             count = self.raw.recv_into(self._buffer)
         except BlockingIOError:
@@ -172,7 +177,6 @@ class TlsStream:
             self._incoming.write(self._buffer[:count])
             self._records_waiting = True
         else:
-            self._eof = True
             self._incoming.write_eof()
         return True
 
