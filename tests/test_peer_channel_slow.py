@@ -22,8 +22,8 @@ from chimera_tk.net.peer.protocol import (
     data_frame_header,
     encode_event,
 )
-from chimera_tk.net.peer.tls import client_context, server_context
-from chimera_tk.net.peer.tls_stream import TlsStream
+from chimera_tk.net.peer.tls import client_context
+from tests.peer_channels import serve_one_channel, stop_served
 from tests.pki_factory import TeamCA
 
 ALICE, BOB = 1001, 2002
@@ -47,8 +47,8 @@ def test_a_frame_slower_than_the_low_water_mark_still_counts_as_heard(tmp_path: 
 
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
-    server, channels = _serve_bob(listener, bob_tls, _bob_accepts(done, received), on_closed,
-                                  IDLE_TIMEOUT_S)
+    server, channels = serve_one_channel(listener, bob_tls, ALICE, _bob_accepts(done, received),
+                                         on_closed, IDLE_TIMEOUT_S)
     client = client_context(alice_tls).wrap_socket(
         socket.create_connection(("127.0.0.1", port)), server_hostname=None)
     server.join(10)
@@ -75,10 +75,7 @@ def test_a_frame_slower_than_the_low_water_mark_still_counts_as_heard(tmp_path: 
         assert b"".join(bytes(event.chunk) for event in data) == payload
     finally:
         client.close()
-        for channel in channels:
-            channel.close("test over")
-            assert channel.join(5)
-        listener.close()
+        stop_served(channels, listener)
 
 
 def _bob_accepts(done: threading.Event,
@@ -95,25 +92,6 @@ def _bob_accepts(done: threading.Event,
             done.set()
 
     return on_event
-
-
-def _serve_bob(listener: socket.socket, bob_tls, on_event, on_closed,
-               idle_timeout: float) -> tuple[threading.Thread, list[Channel]]:
-    """Accept one connection on ``listener`` and run the real Channel on it (started)."""
-    channels: list[Channel] = []
-
-    def serve() -> None:
-        raw, address = listener.accept()
-        sock = TlsStream(raw, server_context(bob_tls), server_side=True)
-        sock.do_handshake()
-        channel = Channel(sock, ALICE, address[0], outgoing=False, on_event=on_event,
-                          on_closed=on_closed, idle_timeout=idle_timeout)
-        channels.append(channel)
-        channel.start()
-
-    server = threading.Thread(target=serve)
-    server.start()
-    return server, channels
 
 
 def _drain(client, session: PeerSession) -> list[object]:
@@ -179,8 +157,8 @@ def test_the_end_of_a_frame_wakes_the_reader_when_openssl_holds_part_of_a_record
     done = threading.Event()
     closed: list[str] = []
     listener = socket.create_server(("127.0.0.1", 0))
-    server, channels = _serve_bob(listener, bob_tls, _bob_accepts(done, []),
-                                  lambda _channel, reason: closed.append(reason), 60.0)
+    server, channels = serve_one_channel(listener, bob_tls, ALICE, _bob_accepts(done, []),
+                                         lambda _channel, reason: closed.append(reason))
     client = _RecordClient(alice_tls, listener.getsockname()[1])
     server.join(10)
     session = PeerSession()
@@ -200,7 +178,4 @@ def test_the_end_of_a_frame_wakes_the_reader_when_openssl_holds_part_of_a_record
         assert done.wait(5), f"the end of the frame was left unread ({closed})"
     finally:
         client.raw.close()
-        for channel in channels:
-            channel.close("test over")
-            assert channel.join(5)
-        listener.close()
+        stop_served(channels, listener)

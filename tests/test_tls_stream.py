@@ -16,6 +16,7 @@ from chimera_tk.net.peer.channel import Channel
 from chimera_tk.net.peer.protocol import Hello, PeerSession
 from chimera_tk.net.peer.tls import client_context, server_context
 from chimera_tk.net.peer.tls_stream import BATCH, TlsStream
+from tests.peer_channels import serve_one_channel, stop_served
 from tests.pki_factory import TeamCA
 
 ALICE, BOB = 1001, 2002
@@ -74,21 +75,30 @@ def _read_all(stream: TlsStream, size: int) -> bytes:
     return bytes(received)
 
 
+def _start_reader(stream: TlsStream, size: int) -> tuple[threading.Thread, list[bytes]]:
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(_read_all(stream, size)))
+    reader.start()
+    return reader, received
+
+
+def _send_all(stream: TlsStream, data: bytes, sent: int = 0) -> None:
+    """Send ``data[sent:]`` as a channel would: wait while the kernel refuses, then flush."""
+    while sent < len(data):
+        try:
+            sent += stream.send(memoryview(data)[sent:])
+        except ssl.SSLWantWriteError:
+            threading.Event().wait(0.005)
+    while not stream.flush():
+        threading.Event().wait(0.005)
+
+
 def test_a_batch_of_records_leaves_in_one_socket_call(identities) -> None:
     alice, bob = _connected_pair(identities)
     data = os.urandom(4 * BATCH)  # 64 TLS records
-    reader = threading.Thread(target=lambda: received.append(_read_all(bob, len(data))))
-    received: list[bytes] = []
-    reader.start()
+    reader, received = _start_reader(bob, len(data))
     calls_before = alice.raw.sends
-    sent = 0
-    while sent < len(data):
-        try:
-            sent += alice.send(memoryview(data)[sent:])
-        except ssl.SSLWantWriteError:
-            threading.Event().wait(0.01)
-        while not alice.flush():
-            threading.Event().wait(0.01)
+    _send_all(alice, data)
     reader.join(10)
     assert received == [data]
     # one send() per record would be 64 or more; a batch goes in one call, or in a few when the
@@ -108,16 +118,8 @@ def test_a_full_send_buffer_keeps_the_encrypted_rest_and_loses_nothing(identitie
         except ssl.SSLWantWriteError:
             refused += 1
     assert refused == 1 and alice.unsent > 0  # nobody reads: the kernel stopped taking bytes
-    received: list[bytes] = []
-    reader = threading.Thread(target=lambda: received.append(_read_all(bob, len(data))))
-    reader.start()
-    while sent < len(data):
-        try:
-            sent += alice.send(memoryview(data)[sent:])
-        except ssl.SSLWantWriteError:
-            threading.Event().wait(0.001)
-    while not alice.flush():
-        threading.Event().wait(0.001)
+    reader, received = _start_reader(bob, len(data))
+    _send_all(alice, data, sent)
     assert alice.unsent == 0
     reader.join(10)
     assert len(received) == 1
@@ -141,22 +143,10 @@ def test_frames_that_came_with_the_last_handshake_message_are_read_at_once(
     alice_tls, bob_tls = identities
     listener = socket.create_server(("127.0.0.1", 0))
     heard = threading.Event()
-    channels: list[Channel] = []
-
-    def serve() -> None:
-        raw, address = listener.accept()
-        stream = TlsStream(raw, server_context(bob_tls), server_side=True)
-        stream.settimeout(10)
-        stream.do_handshake()
-        channel = Channel(stream, ALICE, address[0], outgoing=False,
-                          on_event=lambda _c, event: heard.set() if isinstance(event, Hello)
-                          else None,
-                          on_closed=lambda _c, _reason: None)
-        channels.append(channel)
-        channel.start()
-
-    server = threading.Thread(target=serve)
-    server.start()
+    server, channels = serve_one_channel(
+        listener, bob_tls, ALICE,
+        on_event=lambda _c, event: heard.set() if isinstance(event, Hello) else None,
+        on_closed=lambda _c, _reason: None)
     raw = socket.create_connection(listener.getsockname())
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     tls = client_context(alice_tls).wrap_bio(incoming, outgoing, server_hostname=None)
@@ -175,10 +165,7 @@ def test_frames_that_came_with_the_last_handshake_message_are_read_at_once(
         assert heard.wait(3), "the HELLO that came with the handshake was left unread"
     finally:
         raw.close()
-        for channel in channels:
-            channel.close("test over")
-            assert channel.join(5)
-        listener.close()
+        stop_served(channels, listener)
 
 
 def test_an_abort_while_a_piece_is_being_sent_ends_the_channel_cleanly(identities,

@@ -90,9 +90,6 @@ class TlsStream:
     def getpeercert(self, binary_form: bool = False) -> Any:
         return self._tls.getpeercert(binary_form)
 
-    def version(self) -> str | None:
-        return self._tls.version()
-
     def fileno(self) -> int:
         return self.raw.fileno()
 

@@ -342,7 +342,6 @@ class PeerWorker:
 
     def _handshake_incoming(self, raw: socket.socket, address: str,
                             ticket: PendingHandshake) -> None:
-        sock: socket.socket | TlsStream = raw
         try:
             _no_delay(raw)
             # TlsStream applies this to the whole do_handshake call; the admission's deadline
@@ -351,7 +350,6 @@ class PeerWorker:
             with self._lock:
                 context = self._server_ctx
             tls = TlsStream(raw, context, server_side=True)
-            sock = tls
             if not self.admission.update_socket(ticket, raw):
                 raise TimeoutError(ticket.ended)
             tls.do_handshake()
@@ -364,7 +362,7 @@ class PeerWorker:
             log.log(logging.INFO if self.admission.may_log() else logging.DEBUG,
                     "refused a peer at %s: %s", address,
                     f"handshake {ended}" if ended else describe_refusal(exc))
-            sock.close()
+            raw.close()  # the TLS stream works on it and owns nothing else
             self._release_address(address)
             return
         if self.admission.finish(ticket, verified=True):
