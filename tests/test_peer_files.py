@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,38 @@ def test_a_resume_at_an_odd_length_writes_through_the_cache_and_stays_whole(
     final = move_into_place(second.finish(), tmp_path, "x.bin")
     assert final.read_bytes() == data
     assert second._direct.bytes_written == 0  # 5000 is not aligned: nothing went direct
+
+
+def test_a_failed_write_ends_the_file_there_and_a_resume_carries_on_from_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks wait for the disk thread while later ones are hashed, so a failure may come with
+    more chunks queued behind it: none of them may land, or the partial file would have a hole
+    and the resume from its length would end in a damaged file. (The failure is injected: a disk
+    that errs on one write and not on the next cannot be made here.)"""
+    data = os.urandom(6 * MAX_DATA_PAYLOAD)
+    incoming = _offer_bytes(tmp_path, data)
+    write = incoming._direct.write
+    calls = []
+
+    def second_write_fails(chunk: object, offset: int) -> int:
+        calls.append(offset)
+        if len(calls) == 2:
+            time.sleep(0.3)  # a slow failure: the writer has queued the next chunks by now
+            raise OSError(28, "No space left on device")
+        return write(chunk, offset)
+
+    monkeypatch.setattr(incoming._direct, "write", second_write_fails)
+    with pytest.raises(TransferError, match="disk is full"):
+        for chunk in _payloads(data):
+            incoming.write(chunk)
+        incoming.finish()
+    partial = partial_path(tmp_path, "uid-1")
+    assert partial.read_bytes() == data[:MAX_DATA_PAYLOAD]
+    assert calls == [0, MAX_DATA_PAYLOAD]  # nothing was tried after the failure
+    incoming.abort(keep_partial=True)
+
+    resumed = _offer_bytes(tmp_path, data)
+    assert resumed.offset == MAX_DATA_PAYLOAD
+    for chunk in _payloads(data[MAX_DATA_PAYLOAD:]):
+        resumed.write(chunk)
+    assert move_into_place(resumed.finish(), tmp_path, "x.bin").read_bytes() == data

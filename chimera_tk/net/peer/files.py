@@ -17,8 +17,9 @@ import re
 import shutil
 import threading
 import unicodedata
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from chimera_tk.errors import ChimeraError
@@ -29,6 +30,7 @@ PARTIAL_DIR = ".partial"
 MAX_NAME_BYTES = 200
 DISK_RESERVE_BYTES = 64 * 1024 * 1024  # never fill the disk to the last byte
 WRITEBACK_WINDOW = 8 * 1024 * 1024  # the writer starts writeback this often (see _write_back)
+DISK_QUEUE = 4  # chunks hashed and waiting for the disk thread, at most (see IncomingFile)
 _WINDOWS_RESERVED = re.compile(r"(?i)(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?")
 _FORBIDDEN = re.compile(r'[<>:"/\\|?*]')
 _NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK,
@@ -96,12 +98,15 @@ def free_bytes(folder: Path) -> int:
 
 
 class IncomingFile:
-    """One file being received: bytes are written and hashed on a thread of their own.
+    """One file being received: bytes are hashed on a thread of their own and written on another.
 
     Writing and hashing release the GIL, so they run beside the TLS decryption of the next chunk
-    and beside each other (a chunk's direct write goes to a second thread while it is hashed).
-    Full-size chunks go to the disk directly (:mod:`direct_io`); for the rest, every
-    WRITEBACK_WINDOW bytes the writer starts the disk writes behind it (:func:`_write_back`).
+    and beside each other. The disk thread writes the chunks in order, up to DISK_QUEUE of them
+    behind the hash, so neither thread waits for the other's wake-up per chunk (when the writer
+    waited for each chunk's write, the peer thread found the writer's queue full on every other
+    chunk: 0.3-0.5 s per GiB). Full-size chunks go to the disk directly (:mod:`direct_io`); for
+    the rest, every WRITEBACK_WINDOW bytes the disk thread starts the writes behind it
+    (:func:`_write_back`).
     """
 
     def __init__(self, downloads: Path, uid: str, size: int, sha256: str) -> None:
@@ -113,9 +118,11 @@ class IncomingFile:
         self.partial.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._hasher = hashlib.sha256()
         self.offset = self._resume_offset()
-        self._file = open(self.partial, "ab")  # noqa: SIM115 - closed in finish/abort
+        self._fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
         os.chmod(self.partial, 0o600)
         self._direct = DirectWriter(self.partial)
+        self._disk_failed = False  # set on the disk thread: it writes nothing after a failure
+        self._cache_windows = (self.offset, self.offset)  # see _write_through_cache
         self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
         self._error: BaseException | None = None
         self._writer = threading.Thread(target=self._write_loop, name=f"file-{uid[:8]}",
@@ -144,31 +151,53 @@ class IncomingFile:
         self.offset += len(chunk)
 
     def _write_loop(self) -> None:
-        end = self._file.tell()  # the file's length: appends and direct writes both go there
-        previous = current = end  # where the last two writeback windows begin
-        # A direct write waits for the disk with the GIL released; the hash of the same chunk
-        # runs meanwhile on this thread, so a chunk costs the longer of the two, not their sum.
+        end = self.offset  # where the next chunk goes: the file's length when this began
+        written: deque[tuple[Future[None], bytes]] = deque()  # handed to the disk thread, in order
         with ThreadPoolExecutor(1, thread_name_prefix=f"disk-{self.uid[:8]}") as disk:
             while (chunk := self._chunks.get()) is not None:
                 if self._error is not None:
                     continue
-                try:
-                    self._file.flush()  # what went through the cache lands before a direct write
-                    pending = disk.submit(self._direct.write, chunk, end)
-                    self._hasher.update(chunk)
-                    direct = pending.result()
-                    if direct < len(chunk):
-                        self._file.write(memoryview(chunk)[direct:])
-                    end += len(chunk)
-                    PAYLOADS.give(chunk)
-                    if end - current >= WRITEBACK_WINDOW:
-                        self._file.flush()
-                        # the window before: advised a second time, now written, dropped;
-                        # the new one: its writeback starts (nothing to do for direct writes)
-                        _write_back(self._file.fileno(), previous, end)
-                        previous, current = current, end
-                except OSError as exc:
-                    self._error = exc
+                written.append((disk.submit(self._write_chunk, chunk, end), chunk))
+                end += len(chunk)
+                self._hasher.update(chunk)
+                while written and (len(written) > DISK_QUEUE or written[0][0].done()):
+                    self._settle(*written.popleft())
+            while written:
+                self._settle(*written.popleft())
+
+    def _settle(self, pending: Future[None], chunk: bytes) -> None:
+        try:
+            pending.result()
+        except OSError as exc:
+            if self._error is None:
+                self._error = exc
+            return
+        PAYLOADS.give(chunk)
+
+    def _write_chunk(self, chunk: bytes, offset: int) -> None:
+        """On the disk thread, in order: all of ``chunk`` at ``offset``. Nothing more after a
+        failure, so the partial file stays a prefix of the offer and a resume starts at its
+        length."""
+        if self._disk_failed:
+            return
+        try:
+            direct = self._direct.write(chunk, offset)
+            if direct < len(chunk):
+                self._write_through_cache(memoryview(chunk)[direct:], offset + direct)
+        except OSError:
+            self._disk_failed = True
+            raise
+
+    def _write_through_cache(self, data: memoryview, offset: int) -> None:
+        while data:
+            written = os.pwrite(self._fd, data, offset)
+            data, offset = data[written:], offset + written
+        previous, current = self._cache_windows
+        if offset - current >= WRITEBACK_WINDOW:
+            # the window before: advised a second time, now written, dropped;
+            # the new one: its writeback starts
+            _write_back(self._fd, previous, offset)
+            self._cache_windows = (current, offset)
 
     def finish(self) -> Path:
         """Verify the checksum and move the file under a fresh final name; returns that path."""
@@ -179,14 +208,19 @@ class IncomingFile:
         try:
             if self._error is not None:
                 raise TransferError(_describe(self._error))
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            os.fsync(self._fd)
         finally:
-            self._file.close()
+            self._close()
         if self._hasher.hexdigest() != self.expected_sha256:
             self.partial.unlink(missing_ok=True)
             raise TransferError("the file arrived damaged (SHA-256 mismatch); it was discarded")
         return self.partial  # the caller moves it under its final name
+
+    def _close(self) -> None:
+        fd, self._fd = self._fd, -1  # never twice: the number may belong to another file by then
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def abort(self, *, keep_partial: bool) -> None:
         """Stop writing; keep the partial file for a resume, or delete it to free the space."""
@@ -194,8 +228,7 @@ class IncomingFile:
         self._writer.join(timeout=30)
         PAYLOADS.clear()
         self._direct.close()
-        with contextlib.suppress(OSError):
-            self._file.close()
+        self._close()
         if not keep_partial:
             self.partial.unlink(missing_ok=True)
 
