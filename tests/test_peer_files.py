@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -150,3 +151,58 @@ def test_a_failed_write_ends_the_file_there_and_a_resume_carries_on_from_it(
     for chunk in _payloads(data[MAX_DATA_PAYLOAD:]):
         resumed.write(chunk)
     assert move_into_place(resumed.finish(), tmp_path, "x.bin").read_bytes() == data
+
+
+def test_chunks_land_at_the_right_offset_however_late_the_writer_thread_starts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The network thread may queue chunks (and move ``offset`` on) before the writer thread
+    has run at all; the first chunk must still go to the resume point, not behind the chunks
+    queued since. (The late start is injected: a loaded machine does it at random.)"""
+    write_loop = IncomingFile._write_loop
+
+    def late(self: IncomingFile, end: int) -> None:
+        time.sleep(0.1)
+        write_loop(self, end)
+
+    monkeypatch.setattr(IncomingFile, "_write_loop", late)
+    data = os.urandom(300_000)
+    incoming = _offer_bytes(tmp_path, data)
+    for start in range(0, len(data), 100_000):
+        incoming.write(data[start:start + 100_000])
+    assert move_into_place(incoming.finish(), tmp_path, "x.bin").read_bytes() == data
+
+
+def test_an_abort_that_outwaits_a_stalled_disk_leaves_no_write_and_no_descriptor_behind(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write that hangs (a network share, a dying USB stick) outlasts abort's wait. The writer
+    thread still owns the file then: nothing it does later may go to a descriptor abort closed,
+    whose number another file may have taken meanwhile, and it closes its own when it ends.
+    (The stall is injected.)"""
+    monkeypatch.setattr(IncomingFile, "ABORT_WAIT_S", 0.2)
+    data = os.urandom(4 * MAX_DATA_PAYLOAD)
+    open_before = len(os.listdir("/proc/self/fd"))
+    incoming = _offer_bytes(tmp_path, data)
+    write, stalling, stall = incoming._direct.write, threading.Event(), threading.Event()
+
+    def stalled(chunk: object, offset: int) -> int:
+        stalling.set()
+        stall.wait(10)
+        return write(chunk, offset)
+
+    monkeypatch.setattr(incoming._direct, "write", stalled)
+    for chunk in _payloads(data):
+        incoming.write(chunk)
+    assert stalling.wait(5)
+    started = time.monotonic()
+    incoming.abort(keep_partial=False)
+    assert time.monotonic() - started < 5
+    assert incoming._writer.is_alive()  # still inside the stalled write
+    bystander = tmp_path / "bystander.db"
+    with open(bystander, "wb") as other:  # may take the number of a descriptor closed too soon
+        stall.set()
+        incoming._writer.join(10)
+        assert not incoming._writer.is_alive()
+        other.flush()
+    assert bystander.read_bytes() == b""
+    assert len(os.listdir("/proc/self/fd")) <= open_before
+    assert not partial_path(tmp_path, "uid-1").exists()

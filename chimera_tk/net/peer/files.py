@@ -16,6 +16,7 @@ import queue
 import re
 import shutil
 import threading
+import time
 import unicodedata
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -29,8 +30,8 @@ from chimera_tk.net.peer.protocol import PAYLOADS
 PARTIAL_DIR = ".partial"
 MAX_NAME_BYTES = 200
 DISK_RESERVE_BYTES = 64 * 1024 * 1024  # never fill the disk to the last byte
-WRITEBACK_WINDOW = 8 * 1024 * 1024  # the writer starts writeback this often (see _write_back)
-DISK_QUEUE = 4  # chunks hashed and waiting for the disk thread, at most (see IncomingFile)
+WRITEBACK_WINDOW = 8 * 1024 * 1024  # the disk thread starts writeback this often (_write_back)
+DISK_QUEUE = 4  # chunks hashed and not yet written, at most, besides the one being hashed
 _WINDOWS_RESERVED = re.compile(r"(?i)(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?")
 _FORBIDDEN = re.compile(r'[<>:"/\\|?*]')
 _NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK,
@@ -106,8 +107,12 @@ class IncomingFile:
     waited for each chunk's write, the peer thread found the writer's queue full on every other
     chunk: 0.3-0.5 s per GiB). Full-size chunks go to the disk directly (:mod:`direct_io`); for
     the rest, every WRITEBACK_WINDOW bytes the disk thread starts the writes behind it
-    (:func:`_write_back`).
+    (:func:`_write_back`). The writer thread owns the file's descriptors: it syncs and closes
+    them when it ends, so a disk that stalls past ``abort``'s wait cannot leave a write going to
+    a closed (and perhaps reused) descriptor.
     """
+
+    ABORT_WAIT_S = 30.0  # how long abort waits for the writer (a stalled disk) at most
 
     def __init__(self, downloads: Path, uid: str, size: int, sha256: str) -> None:
         self.downloads = downloads
@@ -122,11 +127,15 @@ class IncomingFile:
         os.chmod(self.partial, 0o600)
         self._direct = DirectWriter(self.partial)
         self._disk_failed = False  # set on the disk thread: it writes nothing after a failure
+        self._stopping = False  # set by abort: no sync at the end
+        self._discarding = False  # set by abort when the partial file goes: no more writes
         self._cache_windows = (self.offset, self.offset)  # see _write_through_cache
         self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
         self._error: BaseException | None = None
-        self._writer = threading.Thread(target=self._write_loop, name=f"file-{uid[:8]}",
-                                        daemon=True)
+        # where the first chunk goes, read here: write() may have moved self.offset on before
+        # the thread runs
+        self._writer = threading.Thread(target=self._write_loop, args=(self.offset,),
+                                        name=f"file-{uid[:8]}", daemon=True)
         self._writer.start()
 
     def _resume_offset(self) -> int:
@@ -150,20 +159,28 @@ class IncomingFile:
         self._chunks.put(chunk)
         self.offset += len(chunk)
 
-    def _write_loop(self) -> None:
-        end = self.offset  # where the next chunk goes: the file's length when this began
+    def _write_loop(self, end: int) -> None:
         written: deque[tuple[Future[None], bytes]] = deque()  # handed to the disk thread, in order
-        with ThreadPoolExecutor(1, thread_name_prefix=f"disk-{self.uid[:8]}") as disk:
-            while (chunk := self._chunks.get()) is not None:
-                if self._error is not None:
-                    continue
-                written.append((disk.submit(self._write_chunk, chunk, end), chunk))
-                end += len(chunk)
-                self._hasher.update(chunk)
-                while written and (len(written) > DISK_QUEUE or written[0][0].done()):
+        try:
+            with ThreadPoolExecutor(1, thread_name_prefix=f"disk-{self.uid[:8]}") as disk:
+                while (chunk := self._chunks.get()) is not None:
+                    if self._error is not None or self._discarding:
+                        continue
+                    written.append((disk.submit(self._write_chunk, chunk, end), chunk))
+                    end += len(chunk)
+                    self._hasher.update(chunk)
+                    while written and (len(written) > DISK_QUEUE or written[0][0].done()):
+                        self._settle(*written.popleft())
+                while written:
                     self._settle(*written.popleft())
-            while written:
-                self._settle(*written.popleft())
+            if self._error is None and not self._stopping:
+                os.fsync(self._fd)
+        except OSError as exc:
+            self._error = exc
+        finally:
+            self._direct.close()
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
 
     def _settle(self, pending: Future[None], chunk: bytes) -> None:
         try:
@@ -178,7 +195,7 @@ class IncomingFile:
         """On the disk thread, in order: all of ``chunk`` at ``offset``. Nothing more after a
         failure, so the partial file stays a prefix of the offer and a resume starts at its
         length."""
-        if self._disk_failed:
+        if self._disk_failed or self._discarding:
             return
         try:
             direct = self._direct.write(chunk, offset)
@@ -191,6 +208,8 @@ class IncomingFile:
     def _write_through_cache(self, data: memoryview, offset: int) -> None:
         while data:
             written = os.pwrite(self._fd, data, offset)
+            if not written:  # a file system that takes nothing would keep this loop going
+                raise OSError(errno.EIO, "the file system took none of the bytes")
             data, offset = data[written:], offset + written
         previous, current = self._cache_windows
         if offset - current >= WRITEBACK_WINDOW:
@@ -202,33 +221,27 @@ class IncomingFile:
     def finish(self) -> Path:
         """Verify the checksum and move the file under a fresh final name; returns that path."""
         self._chunks.put(None)
-        self._writer.join()
+        self._writer.join()  # every byte written and synced, or an error
         PAYLOADS.clear()
-        self._direct.close()
-        try:
-            if self._error is not None:
-                raise TransferError(_describe(self._error))
-            os.fsync(self._fd)
-        finally:
-            self._close()
+        if self._error is not None:
+            raise TransferError(_describe(self._error))
         if self._hasher.hexdigest() != self.expected_sha256:
             self.partial.unlink(missing_ok=True)
             raise TransferError("the file arrived damaged (SHA-256 mismatch); it was discarded")
         return self.partial  # the caller moves it under its final name
 
-    def _close(self) -> None:
-        fd, self._fd = self._fd, -1  # never twice: the number may belong to another file by then
-        if fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
     def abort(self, *, keep_partial: bool) -> None:
-        """Stop writing; keep the partial file for a resume, or delete it to free the space."""
-        self._chunks.put(None)
-        self._writer.join(timeout=30)
+        """Stop writing; keep the partial file for a resume (what was received is still written
+        first), or delete it to free the space (the rest is not written at all). Waits
+        ABORT_WAIT_S at most for a stalled disk; the writer then closes the file itself when its
+        write returns."""
+        self._stopping = True
+        self._discarding = not keep_partial
+        deadline = time.monotonic() + self.ABORT_WAIT_S
+        with contextlib.suppress(queue.Full):
+            self._chunks.put(None, timeout=self.ABORT_WAIT_S)
+        self._writer.join(timeout=max(0.0, deadline - time.monotonic()))
         PAYLOADS.clear()
-        self._direct.close()
-        self._close()
         if not keep_partial:
             self.partial.unlink(missing_ok=True)
 
@@ -301,6 +314,8 @@ def finished_copy(downloads: Path, uid: str, recorded: Path, size: int, sha256: 
 
 
 def _describe(error: BaseException) -> str:
-    if isinstance(error, OSError) and error.errno == 28:
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
         return "the disk is full"
+    if isinstance(error, OSError) and error.errno == errno.EDQUOT:
+        return "the disk quota is used up"
     return str(error)
